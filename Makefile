@@ -1,0 +1,94 @@
+# eldersync - offline-first sync for home-based elderly care.
+#
+#   make run        install missing packages (as root), build, create the
+#                   demo county and serve it on http://127.0.0.1:8080
+#   make test       build and run every test     (make test SAN=1: ASan+UBSan)
+#   make bench      print the benchmark figures
+#   make valgrind   the core tests under valgrind memcheck
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral \
+           -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+CPPFLAGS += -Iclient-sdk/include -Iclient-sdk/src -Isync-server
+LDLIBS  = -lcivetweb -lsqlite3 -lsodium -lcjson -lpthread -lm
+
+ifeq ($(SAN),1)
+B       = build/san
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+B       = build/release
+endif
+ifeq ($(WERROR),1)
+CFLAGS  += -Werror
+endif
+
+# Debian packages: building, then the extras the tests use.
+BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev
+TEST_PKGS  = sqlite3 valgrind
+
+SDK_SRC    = $(wildcard client-sdk/src/*.c)
+SDK_OBJ    = $(SDK_SRC:client-sdk/src/%.c=$(B)/sdk/%.o) $(B)/sdk/schema_gen.o
+SERVER_SRC = $(filter-out sync-server/main.c,$(wildcard sync-server/*.c))
+SERVER_OBJ = $(SERVER_SRC:sync-server/%.c=$(B)/server/%.o)
+TESTS      = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+MIGRATIONS = $(sort $(wildcard schema/migrations/[0-9]*.sql))
+
+.PHONY: all deps run test bench valgrind clean
+all: $(B)/sync-server $(B)/eldersync $(TESTS)
+
+# Installs what is missing when root; otherwise prints the exact command.
+deps:
+	@sh .ci/deps.sh $(BUILD_PKGS)
+
+$(B)/sdk/schema_gen.c: schema/embed.sh schema/schema.sql schema/server.sql schema/tablet.sql $(MIGRATIONS)
+	@mkdir -p $(@D)
+	sh schema/embed.sh schema/schema.sql schema/server.sql schema/tablet.sql $(MIGRATIONS) > $@
+
+$(B)/sdk/%.o: client-sdk/src/%.c client-sdk/src/*.h client-sdk/include/eldersync.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(B)/sdk/schema_gen.o: $(B)/sdk/schema_gen.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(B)/server/%.o: sync-server/%.c sync-server/*.h client-sdk/src/*.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(B)/libeldersync.a: $(SDK_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+$(B)/libserver.a: $(SERVER_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/sync-server: sync-server/main.c $(B)/libserver.a $(B)/libeldersync.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/eldersync: client-sdk/cli/eldersync.c $(B)/libeldersync.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/tests/%: tests/%.c tests/*.h $(B)/libserver.a $(B)/libeldersync.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
+
+build/.deps-ok:
+	@sh .ci/deps.sh $(BUILD_PKGS) $(TEST_PKGS)
+	@mkdir -p build && touch $@
+
+test: build/.deps-ok
+	$(MAKE) all
+	sh tests/run.sh $(B)
+
+bench: build/.deps-ok
+	$(MAKE) all $(B)/bench
+	$(B)/bench
+
+DEMO_DB ?= var/demo.db
+run: deps
+	$(MAKE) all
+	@mkdir -p var
+	@test -f $(DEMO_DB) || $(B)/sync-server --config config/demo.json demo-init --db $(DEMO_DB)
+	$(B)/sync-server --config config/demo.json --db $(DEMO_DB)
+
+clean:
+	rm -rf build

@@ -1,0 +1,655 @@
+/* client.c - the tablet's local database: open, identity, captured writes,
+ * queries and status.  Push and pull live in sync.c.
+ *
+ * Every write goes through sync_exec(): one transaction that runs the
+ * app's SQL under a fresh session and stores the session's changeset in the
+ * outbox before COMMIT, so a crash can neither lose a committed write nor
+ * leave an outbox entry for a write that did not commit.
+ */
+#include "client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include <cjson/cJSON.h>
+
+#include "changeset.h"
+#include "envelope.h"
+#include "ids.h"
+#include "rowhash.h"
+#include "rowval.h"
+#include "schema.h"
+#include "transport.h"
+#include "util.h"
+
+#define APP_VERSION "eldersync-sdk/0.1"
+
+const char *sync_strerror(int status)
+{
+    switch (status) {
+    case SYNC_OK:           return "ok";
+    case SYNC_ENOMEM:       return "out of memory";
+    case SYNC_EIO:          return "local storage error";
+    case SYNC_EPROTO:       return "protocol error";
+    case SYNC_ECRYPTO:      return "authentication failed";
+    case SYNC_ENET:         return "network error";
+    case SYNC_EAUTH:        return "device not authorised";
+    case SYNC_EFORBIDDEN:   return "forbidden";
+    case SYNC_ECONFLICT:    return "batch sequence conflict";
+    case SYNC_EINVAL:       return "invalid argument";
+    case SYNC_ETOOBIG:      return "too big";
+    case SYNC_ESERVER:      return "server error";
+    case SYNC_ENOTENROLLED: return "not enrolled";
+    case SYNC_EBUSY:        return "busy";
+    case SYNC_ESCHEMA:      return "schema mismatch";
+    case SYNC_ENOTFOUND:    return "not found";
+    default:                return "error";
+    }
+}
+
+void sync_free(void *p)
+{
+    free(p);
+}
+
+int client_fail(struct sync_client *c, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *sync_client_errmsg(const struct sync_client *c)
+{
+    return c ? c->err : "no client";
+}
+
+int client_sql(struct sync_client *c, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return SYNC_OK;
+    client_fail(c, SYNC_EIO, "local database: %s", msg ? msg : sqlite3_errmsg(c->db));
+    sqlite3_free(msg);
+    return SYNC_EIO;
+}
+
+/* ---- sync_meta ---------------------------------------------------------- */
+
+static int meta_step(struct sync_client *c, const char *key, sqlite3_stmt **st)
+{
+    if (sqlite3_prepare_v2(c->db, "SELECT value FROM sync_meta WHERE key = ?1", -1, st,
+                           NULL) != SQLITE_OK)
+        return client_fail(c, SYNC_EIO, "sync_meta: %s", sqlite3_errmsg(c->db));
+    sqlite3_bind_text(*st, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(*st) != SQLITE_ROW) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+        return SYNC_ENOTFOUND;
+    }
+    return SYNC_OK;
+}
+
+int meta_get_int(struct sync_client *c, const char *key, int64_t *out)
+{
+    sqlite3_stmt *st;
+    int rc = meta_step(c, key, &st);
+    if (rc == SYNC_OK)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int meta_get_blob(struct sync_client *c, const char *key, uint8_t *out, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc = meta_step(c, key, &st);
+    if (rc == SYNC_OK) {
+        if ((size_t)sqlite3_column_bytes(st, 0) != n)
+            rc = client_fail(c, SYNC_EIO, "sync_meta: %s has the wrong size", key);
+        else
+            memcpy(out, sqlite3_column_blob(st, 0), n);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int meta_get_text(struct sync_client *c, const char *key, char *out, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc = meta_step(c, key, &st);
+    if (rc == SYNC_OK) {
+        const char *s = (const char *)sqlite3_column_text(st, 0);
+        snprintf(out, n, "%s", s ? s : "");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int meta_set(struct sync_client *c, const char *key, int type, int64_t i,
+                     const void *p, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO sync_meta (key, value) "
+                           "VALUES (?1, ?2)", -1, &st, NULL) != SQLITE_OK)
+        return client_fail(c, SYNC_EIO, "sync_meta: %s", sqlite3_errmsg(c->db));
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (type == SQLITE_INTEGER)
+        sqlite3_bind_int64(st, 2, i);
+    else if (type == SQLITE_BLOB)
+        sqlite3_bind_blob(st, 2, p, (int)n, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_text(st, 2, p, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK
+           : client_fail(c, SYNC_EIO, "sync_meta: %s", sqlite3_errmsg(c->db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int meta_set_int(struct sync_client *c, const char *key, int64_t v)
+{
+    return meta_set(c, key, SQLITE_INTEGER, v, NULL, 0);
+}
+
+int meta_set_blob(struct sync_client *c, const char *key, const void *p, size_t n)
+{
+    return meta_set(c, key, SQLITE_BLOB, 0, p, n);
+}
+
+int meta_set_text(struct sync_client *c, const char *key, const char *s)
+{
+    return meta_set(c, key, SQLITE_TEXT, 0, s, 0);
+}
+
+/* ---- open / identity ---------------------------------------------------- */
+
+/* Loads identity and session keys if the database is enrolled. */
+static int load_identity(struct sync_client *c)
+{
+    uint8_t srv_pk[32], kx_pk[32], kx_sk[32];
+    char role[16];
+    int64_t hlc_last = 0;
+    c->enrolled = 0;
+    int rc = meta_get_blob(c, "device_id", c->device_id, 16);
+    if (rc == SYNC_ENOTFOUND)
+        return SYNC_OK;
+    if (rc == SYNC_OK) rc = meta_get_text(c, "role", role, sizeof role);
+    if (rc == SYNC_OK) rc = meta_get_blob(c, "township_id", c->township, 16);
+    if (rc == SYNC_OK) rc = meta_get_text(c, "server_url", c->server_url, sizeof c->server_url);
+    if (rc == SYNC_OK) rc = meta_get_blob(c, "server_kx_pk", srv_pk, 32);
+    if (rc == SYNC_OK) rc = meta_get_blob(c, "kx_pk", kx_pk, 32);
+    if (rc == SYNC_OK) rc = meta_get_blob(c, "kx_sk", kx_sk, 32);
+    if (rc != SYNC_OK)
+        return client_fail(c, SYNC_EIO, "tablet identity is incomplete; re-enroll");
+    c->has_hall = meta_get_blob(c, "hall_id", c->hall, 16) == SYNC_OK;
+    c->role = role_bit(role);
+    meta_get_int(c, "hlc", &hlc_last);
+    hlc_init(&c->hlc, (uint64_t)hlc_last, hlc_node_from_id(c->device_id));
+    if (c->hooks.clock_ms) {
+        c->hlc.clock_ms = c->hooks.clock_ms;
+        c->hlc.clock_ctx = c->hooks.ctx;
+    }
+    rc = env_device_keys(c->rx, c->tx, kx_pk, kx_sk, srv_pk);
+    sodium_memzero(kx_sk, sizeof kx_sk);
+    if (rc != SYNC_OK)
+        return client_fail(c, SYNC_ECRYPTO, "cannot derive session keys");
+    c->enrolled = 1;
+    return SYNC_OK;
+}
+
+int sync_client_open(struct sync_client **out, const char *db_path,
+                     char *errbuf, size_t errlen)
+{
+    char dummy[8];
+    if (errbuf == NULL || errlen == 0) {
+        errbuf = dummy;
+        errlen = sizeof dummy;
+    }
+    *out = NULL;
+    if (sodium_init() < 0) {
+        snprintf(errbuf, errlen, "libsodium failed to initialise");
+        return SYNC_ERROR;
+    }
+    struct sync_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return SYNC_ENOMEM;
+    c->timeout_ms = 30000;
+    int rc = SYNC_EIO;
+    if (sqlite3_open_v2(db_path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        NULL) != SQLITE_OK) {
+        snprintf(errbuf, errlen, "cannot open %s: %s", db_path,
+                 c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(c->db, 5000);
+    /* WAL + synchronous=FULL: a committed write survives power loss. */
+    if (client_sql(c, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+                      "PRAGMA foreign_keys = ON") != SYNC_OK ||
+        ids_register_sql(c->db) != SQLITE_OK) {
+        snprintf(errbuf, errlen, "%s: %s", db_path, c->err);
+        goto fail;
+    }
+    rc = schema_apply(c->db, SCHEMA_TABLET, errbuf, errlen);
+    if (rc == SYNC_OK)
+        rc = policy_load(c->db, &c->pol, errbuf, errlen);
+    if (rc == SYNC_OK)
+        rc = load_identity(c);
+    if (rc != SYNC_OK) {
+        if (c->err[0])
+            snprintf(errbuf, errlen, "%s", c->err);
+        goto fail;
+    }
+    *out = c;
+    return SYNC_OK;
+fail:
+    sync_client_close(c);
+    return rc;
+}
+
+void sync_client_close(struct sync_client *c)
+{
+    if (c == NULL)
+        return;
+    sqlite3_close_v2(c->db);
+    policy_free(c->pol);
+    sodium_memzero(c->rx, sizeof c->rx);
+    sodium_memzero(c->tx, sizeof c->tx);
+    free(c);
+}
+
+void sync_client_set_test_hooks(struct sync_client *c, const struct sync_test_hooks *h)
+{
+    memset(&c->hooks, 0, sizeof c->hooks);
+    if (h)
+        c->hooks = *h;
+    c->hlc.clock_ms = c->hooks.clock_ms;
+    c->hlc.clock_ctx = c->hooks.ctx;
+}
+
+/* ---- enrollment --------------------------------------------------------- */
+
+static int json_hex(cJSON *o, const char *key, uint8_t *out, size_t n)
+{
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+    return s && hex_decode(out, n, s) == 0 ? 0 : -1;
+}
+
+static int store_identity(struct sync_client *c, cJSON *r, const char *url,
+                          const uint8_t kx_pk[32], const uint8_t kx_sk[32],
+                          const uint8_t sign_pk[32], const uint8_t sign_sk[64])
+{
+    uint8_t dev[16], twp[16], hall[16], srv[32];
+    const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "role"));
+    int has_hall = json_hex(r, "hall_id", hall, 16) == 0;
+    if (json_hex(r, "device_id", dev, 16) || json_hex(r, "township_id", twp, 16) ||
+        json_hex(r, "server_kx_pk", srv, 32) || role_bit(role) == 0)
+        return client_fail(c, SYNC_EPROTO, "enrollment reply is malformed");
+    int rc = client_sql(c, "BEGIN IMMEDIATE");
+    if (rc == SYNC_OK) rc = meta_set_blob(c, "device_id", dev, 16);
+    if (rc == SYNC_OK) rc = meta_set_text(c, "role", role);
+    if (rc == SYNC_OK) rc = meta_set_blob(c, "township_id", twp, 16);
+    if (rc == SYNC_OK && has_hall) rc = meta_set_blob(c, "hall_id", hall, 16);
+    if (rc == SYNC_OK) rc = meta_set_text(c, "server_url", url);
+    if (rc == SYNC_OK) rc = meta_set_blob(c, "server_kx_pk", srv, 32);
+    if (rc == SYNC_OK) rc = meta_set_blob(c, "kx_pk", kx_pk, 32);
+    if (rc == SYNC_OK) rc = meta_set_blob(c, "kx_sk", kx_sk, 32);
+    if (rc == SYNC_OK) rc = meta_set_blob(c, "sign_pk", sign_pk, 32);
+    if (rc == SYNC_OK) rc = meta_set_blob(c, "sign_sk", sign_sk, 64);
+    if (rc == SYNC_OK) rc = meta_set_int(c, "cursor", 0);
+    if (rc == SYNC_OK) rc = meta_set_int(c, "next_batch_seq", 1);
+    if (rc == SYNC_OK) rc = client_sql(c, "COMMIT");
+    if (rc != SYNC_OK) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    return load_identity(c);
+}
+
+/* Maps an HTTP error reply {"error":..., "detail":...} to a status. */
+int client_http_error(struct sync_client *c, int http, const uint8_t *body, size_t len);
+
+int sync_enroll(struct sync_client *c, const char *server_url, const char *code)
+{
+    uint8_t kx_pk[32], kx_sk[32], sign_pk[32], sign_sk[64];
+    char hex[129], errbuf[256];
+    if (c->enrolled)
+        return client_fail(c, SYNC_EINVAL, "this tablet database is already enrolled "
+                           "(device %s); use a new --db file to enroll again",
+                           (hex_encode(hex, c->device_id, 16), hex));
+    if (server_url == NULL || code == NULL || *code == '\0')
+        return client_fail(c, SYNC_EINVAL, "enroll needs --server URL and --code CODE");
+    crypto_kx_keypair(kx_pk, kx_sk);
+    crypto_sign_keypair(sign_pk, sign_sk);
+    cJSON *req = cJSON_CreateObject();
+    hex_encode(hex, kx_pk, 32);
+    cJSON_AddStringToObject(req, "kx_pk", hex);
+    hex_encode(hex, sign_pk, 32);
+    cJSON_AddStringToObject(req, "sign_pk", hex);
+    cJSON_AddStringToObject(req, "code", code);
+    cJSON_AddStringToObject(req, "app_version", APP_VERSION);
+    cJSON_AddNumberToObject(req, "schema_version", schema_version());
+    char *body = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    int rc = SYNC_ENOMEM;
+    if (body == NULL)
+        goto out;
+    struct http_response resp;
+    rc = http_post(server_url, "/v1/enroll", "application/json", body, strlen(body),
+                   c->timeout_ms, 1 << 16, &resp, errbuf, sizeof errbuf);
+    cJSON_free(body);
+    if (rc != SYNC_OK) {
+        rc = client_fail(c, rc, "enroll: %s", errbuf);
+        goto out;
+    }
+    if (resp.status != 200) {
+        rc = client_http_error(c, resp.status, resp.body, resp.len);
+        http_response_free(&resp);
+        goto out;
+    }
+    cJSON *r = cJSON_ParseWithLength((const char *)resp.body, resp.len);
+    http_response_free(&resp);
+    rc = r ? store_identity(c, r, server_url, kx_pk, kx_sk, sign_pk, sign_sk)
+           : client_fail(c, SYNC_EPROTO, "enrollment reply is not JSON");
+    cJSON_Delete(r);
+out:
+    sodium_memzero(kx_sk, sizeof kx_sk);
+    sodium_memzero(sign_sk, sizeof sign_sk);
+    return rc;
+}
+
+/* ---- captured writes ---------------------------------------------------- */
+
+int client_session(struct sync_client *c, sqlite3_session **out)
+{
+    *out = NULL;
+    sqlite3_session *s = NULL;
+    if (sqlite3session_create(c->db, "main", &s) != SQLITE_OK)
+        return client_fail(c, SYNC_ENOMEM, "cannot create a session");
+    for (int i = 0; i < c->pol->ntables; i++) {
+        if (sqlite3session_attach(s, c->pol->tables[i].name) != SQLITE_OK) {
+            sqlite3session_delete(s);
+            return client_fail(c, SYNC_EIO, "cannot record table %s", c->pol->tables[i].name);
+        }
+    }
+    *out = s;
+    return SYNC_OK;
+}
+
+/* Authorizer for app SQL: plain DML on synced tables, as the role allows. */
+static int exec_authorizer(void *ctx, int action, const char *a1, const char *a2,
+                           const char *db, const char *trigger)
+{
+    struct sync_client *c = ctx;
+    (void)db;
+    (void)trigger;
+    unsigned need = 0;
+    const char *verb = NULL;
+    switch (action) {
+    case SQLITE_SELECT: case SQLITE_READ: case SQLITE_FUNCTION: case SQLITE_RECURSIVE:
+        return SQLITE_OK;
+    case SQLITE_PRAGMA:
+        /* The session reads a table's layout the first time it records a
+         * change to it; reading layouts is harmless. */
+        if (a1 && (strcmp(a1, "table_info") == 0 || strcmp(a1, "table_xinfo") == 0))
+            return SQLITE_OK;
+        break;
+    case SQLITE_INSERT: verb = "insert into"; break;
+    case SQLITE_UPDATE: verb = "update"; break;
+    case SQLITE_DELETE: verb = "delete from"; break;
+    default:
+        break;
+    }
+    if (verb == NULL) {
+        c->deny_reason = "only INSERT, UPDATE and SELECT statements on synced "
+                         "tables are allowed (no DDL, PRAGMA, ATTACH or transaction control)";
+        return SQLITE_DENY;
+    }
+    const struct pol_table *t = a1 ? policy_table(c->pol, a1) : NULL;
+    if (t == NULL) {
+        snprintf(c->deny_buf, sizeof c->deny_buf, "%s is not a synced table", a1 ? a1 : "?");
+        c->deny_reason = c->deny_buf;
+        return SQLITE_DENY;
+    }
+    need = action == SQLITE_INSERT ? t->insert_roles
+         : action == SQLITE_UPDATE ? t->update_roles : t->delete_roles;
+    if (!(need & c->role)) {
+        snprintf(c->deny_buf, sizeof c->deny_buf, "role %s may not %s %s%s", role_name(c->role),
+                 verb, t->name, action == SQLITE_DELETE && (t->update_roles & c->role)
+                 ? " (rows are never deleted: set deleted = 1)" : "");
+        c->deny_reason = c->deny_buf;
+        return SQLITE_DENY;
+    }
+    if (action == SQLITE_UPDATE && a2) {
+        int col = policy_col(t, a2);
+        if (col >= 0 && ((t->protected_ >> col) & 1)) {
+            snprintf(c->deny_buf, sizeof c->deny_buf,
+                     "%s.%s is set by the county and may not be changed on a tablet", t->name, a2);
+            c->deny_reason = c->deny_buf;
+            return SQLITE_DENY;
+        }
+        if (col == t->id_col) {
+            snprintf(c->deny_buf, sizeof c->deny_buf, "%s.id may not be changed", t->name);
+            c->deny_reason = c->deny_buf;
+            return SQLITE_DENY;
+        }
+    }
+    return SQLITE_OK;
+}
+
+/* Stamps every inserted or updated row of a mutable table with one HLC
+ * value for the whole transaction. */
+static int stamp_hlc(struct sync_client *c, sqlite3_session *s)
+{
+    int n = 0;
+    void *cs = NULL;
+    if (sqlite3session_changeset(s, &n, &cs) != SQLITE_OK)
+        return client_fail(c, SYNC_ENOMEM, "cannot read the session");
+    uint64_t stamp = hlc_now(&c->hlc);
+    struct cs_iter it;
+    cs_iter_init(&it, cs, (size_t)n);
+    int rc = SYNC_OK, more;
+    while (rc == SYNC_OK && (more = cs_iter_next(&it)) == 1) {
+        const struct pol_table *t = policy_table(c->pol, it.table);
+        if (t == NULL || t->hlc_col < 0 || it.op == CS_DELETE)
+            continue;
+        char sql[160];
+        snprintf(sql, sizeof sql, "UPDATE \"%s\" SET hlc = ?1 WHERE id = ?2", t->name);
+        sqlite3_stmt *st = NULL;
+        const struct cs_value *id = it.op == CS_INSERT ? &it.new_[t->id_col] : &it.old[t->id_col];
+        if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+            rc = client_fail(c, SYNC_EIO, "stamp: %s", sqlite3_errmsg(c->db));
+        else {
+            sqlite3_bind_int64(st, 1, (sqlite3_int64)stamp);
+            rowval_bind(st, 2, id);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = client_fail(c, SYNC_EIO, "stamp: %s", sqlite3_errmsg(c->db));
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_free(cs);
+    if (rc == SYNC_OK)
+        rc = meta_set_int(c, "hlc", (int64_t)c->hlc.last);
+    return rc;
+}
+
+static int exec_body(struct sync_client *c, sqlite3_session *s, const char *sql)
+{
+    char *msg = NULL;
+    c->deny_reason = NULL;
+    sqlite3_set_authorizer(c->db, exec_authorizer, c);
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+    sqlite3_set_authorizer(c->db, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int status = c->deny_reason ? SYNC_EFORBIDDEN : SYNC_EINVAL;
+        client_fail(c, status, "%s", c->deny_reason ? c->deny_reason
+                    : msg ? msg : sqlite3_errmsg(c->db));
+        sqlite3_free(msg);
+        return status;
+    }
+    if (sqlite3session_isempty(s))
+        return SYNC_OK;
+    rc = stamp_hlc(c, s);
+    if (rc != SYNC_OK)
+        return rc;
+    int n = 0;
+    void *cs = NULL;
+    if (sqlite3session_changeset(s, &n, &cs) != SQLITE_OK)
+        return client_fail(c, SYNC_ENOMEM, "cannot read the session");
+    sqlite3_stmt *st = NULL;
+    rc = SYNC_OK;
+    if (n > 0) {
+        if (sqlite3_prepare_v2(c->db, "INSERT INTO outbox (created_at, changeset) "
+                               "VALUES (?1, ?2)", -1, &st, NULL) != SQLITE_OK)
+            rc = client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+        else {
+            sqlite3_bind_int64(st, 1, now_ms());
+            sqlite3_bind_blob(st, 2, cs, n, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_free(cs);
+    return rc;
+}
+
+int sync_exec(struct sync_client *c, const char *sql)
+{
+    if (!c->enrolled)
+        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
+                           "`eldersync --db FILE enroll --server URL --code CODE` first");
+    if (sql == NULL)
+        return client_fail(c, SYNC_EINVAL, "no SQL given");
+    sqlite3_session *s = NULL;
+    int rc = client_sql(c, "PRAGMA foreign_keys = ON");
+    if (rc == SYNC_OK)
+        rc = client_sql(c, "BEGIN IMMEDIATE");
+    if (rc != SYNC_OK)
+        return rc;
+    rc = client_session(c, &s);
+    if (rc == SYNC_OK)
+        rc = exec_body(c, s, sql);
+    sqlite3session_delete(s);
+    if (rc == SYNC_OK && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = client_fail(c, SYNC_EIO, "commit: %s", sqlite3_errmsg(c->db));
+    if (rc != SYNC_OK) {
+        char keep[sizeof c->err];
+        memcpy(keep, c->err, sizeof keep);
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        memcpy(c->err, keep, sizeof keep);
+    }
+    return rc;
+}
+
+/* ---- queries ------------------------------------------------------------ */
+
+static char *column_text(sqlite3_stmt *st, int i)
+{
+    int type = sqlite3_column_type(st, i);
+    if (type == SQLITE_NULL)
+        return NULL;
+    if (type == SQLITE_BLOB) {
+        size_t n = (size_t)sqlite3_column_bytes(st, i);
+        char *h = malloc(2 * n + 1);
+        if (h)
+            hex_encode(h, sqlite3_column_blob(st, i), n);
+        return h;
+    }
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    return strdup(s ? s : "");
+}
+
+static int query_one(struct sync_client *c, sqlite3_stmt *st, sync_row_fn fn, void *ctx)
+{
+    int ncol = sqlite3_column_count(st), rc, stop = 0;
+    char **vals = calloc((size_t)ncol + 1, sizeof *vals);
+    const char **names = calloc((size_t)ncol + 1, sizeof *names);
+    if (vals == NULL || names == NULL) {
+        free(vals);
+        free(names);
+        return client_fail(c, SYNC_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < ncol; i++)
+        names[i] = sqlite3_column_name(st, i);
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int i = 0; i < ncol; i++)
+            vals[i] = column_text(st, i);
+        stop = fn ? fn(ctx, ncol, (const char *const *)vals, names) : 0;
+        for (int i = 0; i < ncol; i++) {
+            free(vals[i]);
+            vals[i] = NULL;
+        }
+    }
+    free(vals);
+    free(names);
+    if (!stop && rc != SQLITE_DONE)
+        return client_fail(c, SYNC_EINVAL, "query: %s", sqlite3_errmsg(c->db));
+    return SYNC_OK;
+}
+
+int sync_query(struct sync_client *c, const char *sql, sync_row_fn fn, void *ctx)
+{
+    const char *tail = sql;
+    int rc = SYNC_OK;
+    if (sql == NULL)
+        return client_fail(c, SYNC_EINVAL, "no SQL given");
+    while (rc == SYNC_OK && tail && *tail) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(c->db, tail, -1, &st, &tail) != SQLITE_OK)
+            return client_fail(c, SYNC_EINVAL, "query: %s", sqlite3_errmsg(c->db));
+        if (st == NULL)
+            break;                           /* trailing whitespace or comment */
+        if (!sqlite3_stmt_readonly(st)) {
+            sqlite3_finalize(st);
+            return client_fail(c, SYNC_EINVAL, "query is read-only; use exec to write");
+        }
+        rc = query_one(c, st, fn, ctx);
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
+/* ---- status ------------------------------------------------------------- */
+
+static long count(struct sync_client *c, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    long n = 0;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = (long)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+int sync_status(struct sync_client *c, struct sync_status_info *out)
+{
+    memset(out, 0, sizeof *out);
+    out->schema_version = schema_version();
+    out->pending = count(c, "SELECT count(*) FROM outbox WHERE state = 'pending'");
+    out->unsent = count(c, "SELECT count(*) FROM outbox WHERE state = 'pending' "
+                           "AND batch_seq IS NULL");
+    out->quarantined = count(c, "SELECT count(*) FROM outbox WHERE state = 'quarantined'");
+    if (!c->enrolled)
+        return SYNC_OK;
+    out->enrolled = 1;
+    hex_encode(out->device_id, c->device_id, 16);
+    snprintf(out->role, sizeof out->role, "%s", role_name(c->role));
+    hex_encode(out->township_id, c->township, 16);
+    if (c->has_hall)
+        hex_encode(out->hall_id, c->hall, 16);
+    snprintf(out->server_url, sizeof out->server_url, "%s", c->server_url);
+    meta_get_int(c, "cursor", &out->cursor);
+    meta_get_int(c, "last_sync", &out->last_sync_ms);
+    meta_get_int(c, "next_batch_seq", &out->next_batch_seq);
+    return SYNC_OK;
+}
+
+int sync_content_hash(struct sync_client *c, uint8_t out[32])
+{
+    int rc = rowhash_compute(c->db, c->pol, c->role ? c->role : ~0u, NULL, NULL, out);
+    return rc == SYNC_OK ? rc : client_fail(c, rc, "content hash: %s", sqlite3_errmsg(c->db));
+}

@@ -1,0 +1,50 @@
+/* client.h - the tablet client's internals, shared by client.c (local
+ * database, capture, identity) and sync.c (push, pull).  Not public. */
+#ifndef ES_CLIENT_H
+#define ES_CLIENT_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include "eldersync.h"
+#include "sqlite.h"
+#include "policy.h"
+#include "hlc.h"
+
+struct sync_client {
+    sqlite3          *db;
+    struct policy    *pol;
+    struct hlc        hlc;
+    char              err[512];
+    int               enrolled;
+    uint8_t           device_id[16];
+    unsigned          role;
+    uint8_t           township[16];
+    uint8_t           hall[16];
+    int               has_hall;
+    char              server_url[256];
+    uint8_t           rx[32], tx[32];   /* envelope session keys */
+    int               timeout_ms;
+    struct sync_test_hooks hooks;
+    const char       *deny_reason;      /* set by the exec authorizer */
+    char              deny_buf[160];
+};
+
+/* Formats the client's error message and returns status. */
+int client_fail(struct sync_client *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* sync_meta access.  Getters return SYNC_ENOTFOUND when the key is absent. */
+int meta_get_int(struct sync_client *c, const char *key, int64_t *out);
+int meta_set_int(struct sync_client *c, const char *key, int64_t v);
+int meta_get_blob(struct sync_client *c, const char *key, uint8_t *out, size_t n);
+int meta_get_text(struct sync_client *c, const char *key, char *out, size_t n);
+int meta_set_blob(struct sync_client *c, const char *key, const void *p, size_t n);
+int meta_set_text(struct sync_client *c, const char *key, const char *s);
+
+/* Runs a statement with no result rows; SYNC_EIO with the message set. */
+int client_sql(struct sync_client *c, const char *sql);
+
+/* Attaches every synced table to a new session. */
+int client_session(struct sync_client *c, sqlite3_session **out);
+
+#endif

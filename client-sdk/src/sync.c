@@ -1,0 +1,671 @@
+/* sync.c - push the outbox and pull the server's rows by undo/replay.
+ *
+ * Push: outbox entries are packed into a batch with the next batch_seq; the
+ * batch's exact bytes are kept in pending_batch and resent until the server
+ * acknowledges them, so a batch_seq always names one content.
+ *
+ * Pull: each page is applied in one transaction: undo every outbox entry
+ * (newest first), apply the server's rows (server wins), drop the entries
+ * the server has confirmed, replay the rest under a fresh session.  A
+ * replayed change that no longer applies cleanly (its row left our scope,
+ * or it conflicts) moves to the entry's forward part: pushed as it is, so
+ * the server decides and records the conflict, but never applied here.
+ * Payload formats: docs/PROTOCOL.md.
+ */
+#include "client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+#include "changeset.h"
+#include "envelope.h"
+#include "rowval.h"
+#include "schema.h"
+#include "transport.h"
+#include "util.h"
+
+#define BATCH_MAX_ENTRIES 500
+#define BATCH_MAX_BYTES   (1u << 20)
+#define PULL_MAX_BYTES    (256u << 10)
+#define REPLY_MAX_BYTES   (64u << 20)
+
+int client_http_error(struct sync_client *c, int http, const uint8_t *body, size_t len);
+
+int client_http_error(struct sync_client *c, int http, const uint8_t *body, size_t len)
+{
+    cJSON *j = body ? cJSON_ParseWithLength((const char *)body, len) : NULL;
+    const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
+    const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "detail"));
+    int status = http == 401 ? SYNC_EAUTH
+               : http == 403 ? SYNC_EFORBIDDEN
+               : http == 409 ? SYNC_ECONFLICT
+               : http == 413 ? SYNC_ETOOBIG
+               : http == 422 ? SYNC_ESCHEMA
+               : http == 429 || http == 503 ? SYNC_EBUSY
+               : http >= 500 ? SYNC_ESERVER : SYNC_EPROTO;
+    client_fail(c, status, "server refused the request (HTTP %d %s)%s%s", http,
+                e ? e : "error", d ? ": " : "", d ? d : "");
+    cJSON_Delete(j);
+    return status;
+}
+
+/* One enveloped request.  On HTTP 200 *pt holds the opened reply (free()).
+ * Otherwise *http and *err_body (free()) describe the refusal. */
+static int request(struct sync_client *c, const char *path, int kind, uint64_t seq,
+                   const uint8_t *body, size_t len, uint8_t **pt, size_t *ptlen,
+                   int *http, uint8_t **err_body, size_t *err_len)
+{
+    struct env_header h = { ENV_VERSION, kind, {0}, seq };
+    uint8_t *env = NULL;
+    size_t envlen = 0;
+    char errbuf[256];
+    *pt = NULL;
+    *ptlen = 0;
+    *http = 0;
+    *err_body = NULL;
+    *err_len = 0;
+    memcpy(h.device_id, c->device_id, 16);
+    int rc = env_seal(&h, c->tx, body, len, &env, &envlen);
+    if (rc != SYNC_OK)
+        return client_fail(c, rc, "cannot seal the request");
+    if (c->hooks.before_send && c->hooks.before_send(c->hooks.ctx, path) == 1) {
+        free(env);
+        return client_fail(c, SYNC_ENET, "network down (simulated)");
+    }
+    struct http_response r;
+    rc = http_post(c->server_url, path, NULL, env, envlen, c->timeout_ms,
+                   REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
+    int fault = rc == SYNC_OK && c->hooks.after_reply ? c->hooks.after_reply(c->hooks.ctx, path) : 0;
+    if (fault == 2) {                         /* duplicate the request */
+        http_response_free(&r);
+        rc = http_post(c->server_url, path, NULL, env, envlen, c->timeout_ms,
+                       REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
+    }
+    free(env);
+    if (rc != SYNC_OK)
+        return client_fail(c, rc, "%s", errbuf);
+    if (fault == 1) {
+        http_response_free(&r);
+        return client_fail(c, SYNC_ENET, "reply lost (simulated)");
+    }
+    *http = r.status;
+    if (r.status != 200) {
+        *err_body = r.body;
+        *err_len = r.len;
+        return SYNC_OK;
+    }
+    struct env_header rh;
+    rc = env_open(r.body, r.len, kind + 2, c->rx, &rh, pt, ptlen);
+    http_response_free(&r);
+    if (rc != SYNC_OK || rh.batch_seq != seq || memcmp(rh.device_id, c->device_id, 16) != 0) {
+        free(*pt);
+        *pt = NULL;
+        return client_fail(c, SYNC_ECRYPTO, "the server's reply failed authentication");
+    }
+    return SYNC_OK;
+}
+
+/* ---- push --------------------------------------------------------------- */
+
+static int tx_begin(struct sync_client *c) { return client_sql(c, "BEGIN IMMEDIATE"); }
+
+static int tx_end(struct sync_client *c, int rc)
+{
+    if (rc == SYNC_OK)
+        return client_sql(c, "COMMIT");
+    char keep[sizeof c->err];
+    memcpy(keep, c->err, sizeof keep);
+    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    memcpy(c->err, keep, sizeof keep);
+    return rc;
+}
+
+static int step_done(struct sync_client *c, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK
+           : client_fail(c, SYNC_EIO, "local database: %s", sqlite3_errmsg(c->db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void put_blob(struct buf *b, const void *p, size_t n)
+{
+    buf_be32(b, (uint32_t)n);
+    buf_append(b, p, n);
+}
+
+/* Packs unsent entries into a new pending batch.  Returns 1 if one was
+ * made, 0 if there was nothing to send. */
+static int make_batch(struct sync_client *c)
+{
+    int64_t seq = 1;
+    long n = 0;
+    struct buf b = {0};
+    sqlite3_stmt *sel = NULL, *upd = NULL, *ins = NULL;
+    int rc = tx_begin(c);
+    if (rc != SYNC_OK)
+        return rc;
+    meta_get_int(c, "next_batch_seq", &seq);
+    buf_be32(&b, (uint32_t)schema_version());
+    buf_be64(&b, (uint64_t)(c->hooks.clock_ms ? c->hooks.clock_ms(c->hooks.ctx) : now_ms()));
+    buf_be32(&b, 0);                              /* entry count, set below */
+    if (sqlite3_prepare_v2(c->db, "SELECT id, changeset, forward FROM outbox WHERE "
+                           "state = 'pending' AND batch_seq IS NULL ORDER BY id", -1,
+                           &sel, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "UPDATE outbox SET batch_seq = ?1 WHERE id = ?2", -1,
+                           &upd, NULL) != SQLITE_OK) {
+        rc = client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+        goto out;
+    }
+    while (n < BATCH_MAX_ENTRIES && b.len < BATCH_MAX_BYTES && sqlite3_step(sel) == SQLITE_ROW) {
+        buf_be64(&b, (uint64_t)sqlite3_column_int64(sel, 0));
+        put_blob(&b, sqlite3_column_blob(sel, 1), (size_t)sqlite3_column_bytes(sel, 1));
+        put_blob(&b, sqlite3_column_blob(sel, 2), (size_t)sqlite3_column_bytes(sel, 2));
+        sqlite3_bind_int64(upd, 1, seq);
+        sqlite3_bind_int64(upd, 2, sqlite3_column_int64(sel, 0));
+        if (sqlite3_step(upd) != SQLITE_DONE) {
+            rc = client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+            goto out;
+        }
+        sqlite3_reset(upd);
+        n++;
+    }
+    if (n == 0 || b.oom) {
+        rc = b.oom ? client_fail(c, SYNC_ENOMEM, "out of memory") : SYNC_OK;
+        goto out;
+    }
+    be32_put(b.p + 12, (uint32_t)n);
+    if (sqlite3_prepare_v2(c->db, "INSERT INTO pending_batch (batch_seq, payload, created_at) "
+                           "VALUES (?1, ?2, ?3)", -1, &ins, NULL) != SQLITE_OK) {
+        rc = client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+        goto out;
+    }
+    sqlite3_bind_int64(ins, 1, seq);
+    sqlite3_bind_blob(ins, 2, b.p, (int)b.len, SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 3, now_ms());
+    rc = step_done(c, ins);
+    ins = NULL;
+    if (rc == SYNC_OK)
+        rc = meta_set_int(c, "next_batch_seq", seq + 1);
+out:
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
+    sqlite3_finalize(ins);
+    buf_free(&b);
+    rc = tx_end(c, rc);
+    return rc == SYNC_OK ? n > 0 : rc;
+}
+
+static int exec_int(struct sync_client *c, const char *sql, int64_t a, int64_t b)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return client_fail(c, SYNC_EIO, "local database: %s", sqlite3_errmsg(c->db));
+    sqlite3_bind_int64(st, 1, a);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, b);
+    return step_done(c, st);
+}
+
+/* The server refused one entry of batch seq: keep it aside for review and
+ * put the rest back for the next batch, which reuses seq (the server
+ * recorded nothing under it). */
+static int quarantine(struct sync_client *c, int64_t seq, int64_t entry, const char *error,
+                      const char *detail)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = tx_begin(c);
+    if (rc != SYNC_OK)
+        return rc;
+    if (sqlite3_prepare_v2(c->db, "UPDATE outbox SET state = 'quarantined', error = ?1, "
+                           "detail = ?2, batch_seq = NULL WHERE id = ?3 AND batch_seq = ?4 "
+                           "AND state = 'pending'", -1, &st, NULL) != SQLITE_OK) {
+        rc = client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+    } else {
+        sqlite3_bind_text(st, 1, error, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, detail, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, entry);
+        sqlite3_bind_int64(st, 4, seq);
+        rc = step_done(c, st);
+    }
+    if (rc == SYNC_OK && sqlite3_changes(c->db) != 1)
+        rc = client_fail(c, SYNC_EPROTO, "server refused entry %lld, which is not in batch %lld",
+                         (long long)entry, (long long)seq);
+    if (rc == SYNC_OK)
+        rc = exec_int(c, "UPDATE outbox SET batch_seq = NULL WHERE batch_seq = ?1",
+                      seq, 0);
+    if (rc == SYNC_OK)
+        rc = exec_int(c, "DELETE FROM pending_batch WHERE batch_seq = ?1", seq, 0);
+    if (rc == SYNC_OK)
+        rc = meta_set_int(c, "next_batch_seq", seq);
+    return tx_end(c, rc);
+}
+
+static int acked(struct sync_client *c, int64_t seq, const uint8_t *pt, size_t len,
+                 struct sync_stats *stats)
+{
+    cJSON *j = cJSON_ParseWithLength((const char *)pt, len);
+    cJSON *ack = cJSON_GetObjectItemCaseSensitive(j, "batch_seq");
+    if (!cJSON_IsNumber(ack) || (int64_t)ack->valuedouble != seq) {
+        cJSON_Delete(j);
+        return client_fail(c, SYNC_EPROTO, "malformed push acknowledgement");
+    }
+    if (stats) {
+        stats->batches++;
+        stats->pushed += (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entries"));
+        stats->conflicts += (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "conflicts"));
+    }
+    cJSON_Delete(j);
+    int rc = tx_begin(c);
+    if (rc == SYNC_OK)
+        rc = exec_int(c, "DELETE FROM pending_batch WHERE batch_seq = ?1", seq, 0);
+    if (rc == SYNC_OK)
+        rc = meta_set_int(c, "acked_seq", seq);
+    return tx_end(c, rc);
+}
+
+/* Sends the pending batch (making one if needed).  1: a batch was settled
+ * (acknowledged or an entry quarantined), 0: nothing to send. */
+static int push_once(struct sync_client *c, struct sync_stats *stats)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (sqlite3_prepare_v2(c->db, "SELECT batch_seq, payload FROM pending_batch "
+                               "ORDER BY batch_seq LIMIT 1", -1, &st, NULL) != SQLITE_OK)
+            return client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+        if (sqlite3_step(st) == SQLITE_ROW)
+            break;
+        sqlite3_finalize(st);
+        st = NULL;
+        if (attempt == 1 || (rc = make_batch(c)) <= 0)
+            return rc;
+    }
+    int64_t seq = sqlite3_column_int64(st, 0);
+    uint8_t *pt = NULL, *eb = NULL;
+    size_t ptlen = 0, eblen = 0;
+    int http = 0;
+    rc = request(c, "/v1/push", ENV_PUSH, (uint64_t)seq, sqlite3_column_blob(st, 1),
+                 (size_t)sqlite3_column_bytes(st, 1), &pt, &ptlen, &http, &eb, &eblen);
+    sqlite3_finalize(st);
+    if (rc != SYNC_OK)
+        return rc;
+    if (http == 200) {
+        rc = acked(c, seq, pt, ptlen, stats);
+        free(pt);
+        return rc == SYNC_OK ? 1 : rc;
+    }
+    cJSON *j = cJSON_ParseWithLength((const char *)eb, eblen);
+    cJSON *entry = cJSON_GetObjectItemCaseSensitive(j, "entry");
+    if (cJSON_IsNumber(entry) && (http == 400 || http == 403 || http == 422)) {
+        const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
+        const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "detail"));
+        rc = quarantine(c, seq, (int64_t)entry->valuedouble, e ? e : "refused", d ? d : "");
+        if (rc == SYNC_OK && stats)
+            stats->quarantined++;
+        rc = rc == SYNC_OK ? 1 : rc;
+    } else {
+        rc = client_http_error(c, http, eb, eblen);
+    }
+    cJSON_Delete(j);
+    free(eb);
+    return rc;
+}
+
+int sync_push(struct sync_client *c, struct sync_stats *stats)
+{
+    int rc;
+    if (!c->enrolled)
+        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet");
+    while ((rc = push_once(c, stats)) == 1)
+        ;
+    return rc;
+}
+
+/* ---- pull: undo / apply / replay --------------------------------------- */
+
+static int undo_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
+{
+    (void)ctx;
+    (void)it;
+    /* The inverse of our own change: make the row what it was before. */
+    return type == SQLITE_CHANGESET_DATA || type == SQLITE_CHANGESET_CONFLICT
+         ? SQLITE_CHANGESET_REPLACE : SQLITE_CHANGESET_OMIT;
+}
+
+struct page_ctx {
+    long anomalies;           /* server rows that could not be applied */
+};
+
+static int page_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
+{
+    struct page_ctx *p = ctx;
+    (void)it;
+    /* Server wins: upserts replace, tombstones delete whatever is here. */
+    if (type == SQLITE_CHANGESET_DATA || type == SQLITE_CHANGESET_CONFLICT)
+        return SQLITE_CHANGESET_REPLACE;
+    if (type != SQLITE_CHANGESET_NOTFOUND)
+        p->anomalies++;
+    return SQLITE_CHANGESET_OMIT;
+}
+
+struct replay_ctx {
+    struct sync_client *c;
+    struct cs_writer    fwd;
+    char                table[64];
+    int                 forward_ok;  /* entry not yet sent: keep what conflicts */
+};
+
+/* 1 if every column the change sets already holds that value. */
+static int already_applied(sqlite3_changeset_iter *it, int op, int ncol)
+{
+    for (int i = 0; i < ncol; i++) {
+        sqlite3_value *nv = NULL, *cur = NULL;
+        if (op == SQLITE_DELETE)
+            return 0;
+        if (sqlite3changeset_new(it, i, &nv) != SQLITE_OK || nv == NULL)
+            continue;                         /* unchanged column */
+        if (sqlite3changeset_conflict(it, i, &cur) != SQLITE_OK || cur == NULL)
+            return 0;
+        struct cs_value a, b;
+        rowval_from_sqlite(&a, nv);
+        rowval_from_sqlite(&b, cur);
+        if (!rowval_eq(&a, &b))
+            return 0;
+    }
+    return 1;
+}
+
+static void forward_change(struct replay_ctx *r, sqlite3_changeset_iter *it)
+{
+    const char *tab;
+    int ncol, op, indirect;
+    struct cs_value oldv[POL_MAXCOL], newv[POL_MAXCOL];
+    sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+    const struct pol_table *t = policy_table(r->c->pol, tab);
+    if (t == NULL || ncol != t->ncol)
+        return;
+    if (strcmp(r->table, tab) != 0) {
+        cs_writer_table(&r->fwd, tab, ncol, t->pk);
+        snprintf(r->table, sizeof r->table, "%s", tab);
+    }
+    for (int i = 0; i < ncol; i++) {
+        sqlite3_value *v = NULL;
+        if (op != SQLITE_INSERT && sqlite3changeset_old(it, i, &v) == SQLITE_OK)
+            rowval_from_sqlite(&oldv[i], v);
+        else
+            rowval_from_sqlite(&oldv[i], NULL);
+        v = NULL;
+        if (op != SQLITE_DELETE && sqlite3changeset_new(it, i, &v) == SQLITE_OK)
+            rowval_from_sqlite(&newv[i], v);
+        else
+            rowval_from_sqlite(&newv[i], NULL);
+    }
+    cs_writer_change(&r->fwd, op, indirect, op == SQLITE_INSERT ? NULL : oldv,
+                     op == SQLITE_DELETE ? NULL : newv);
+}
+
+static int replay_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
+{
+    struct replay_ctx *r = ctx;
+    const char *tab;
+    int ncol, op, indirect;
+    sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+    if ((type == SQLITE_CHANGESET_DATA || type == SQLITE_CHANGESET_CONFLICT) &&
+        already_applied(it, op, ncol))
+        return SQLITE_CHANGESET_OMIT;
+    if (type != SQLITE_CHANGESET_FOREIGN_KEY && r->forward_ok)
+        forward_change(r, it);
+    return SQLITE_CHANGESET_OMIT;
+}
+
+static int undo_all(struct sync_client *c)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK;
+    if (sqlite3_prepare_v2(c->db, "SELECT changeset FROM outbox WHERE (state = 'pending' "
+                           "OR (state = 'quarantined' AND undone = 0)) AND changeset IS NOT "
+                           "NULL ORDER BY id DESC", -1, &st, NULL) != SQLITE_OK)
+        return client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+    while (rc == SYNC_OK && sqlite3_step(st) == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(st, 0);
+        if (n > 0 && sqlite3changeset_apply_v2(c->db, n, (void *)sqlite3_column_blob(st, 0),
+                       NULL, undo_conflict, c, NULL, NULL,
+                       SQLITE_CHANGESETAPPLY_INVERT | SQLITE_CHANGESETAPPLY_NOSAVEPOINT) != SQLITE_OK)
+            rc = client_fail(c, SYNC_EIO, "undo: %s", sqlite3_errmsg(c->db));
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int replay_one(struct sync_client *c, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    sqlite3_session *s = NULL;
+    struct replay_ctx r = { .c = c };
+    uint8_t *fwd = NULL;
+    size_t fwdlen = 0;
+    void *local = NULL;
+    int nlocal = 0, rc;
+    cs_writer_init(&r.fwd);
+    if (sqlite3_prepare_v2(c->db, "SELECT changeset, forward, batch_seq IS NULL FROM outbox "
+                           "WHERE id = ?1", -1, &st, NULL) != SQLITE_OK ||
+        (sqlite3_bind_int64(st, 1, id), sqlite3_step(st)) != SQLITE_ROW) {
+        rc = client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+        goto out;
+    }
+    r.forward_ok = sqlite3_column_int(st, 2);
+    rc = client_session(c, &s);
+    int n = sqlite3_column_bytes(st, 0);
+    if (rc == SYNC_OK && n > 0 &&
+        sqlite3changeset_apply_v2(c->db, n, (void *)sqlite3_column_blob(st, 0), NULL,
+                                  replay_conflict, &r, NULL, NULL,
+                                  SQLITE_CHANGESETAPPLY_NOSAVEPOINT) != SQLITE_OK)
+        rc = client_fail(c, SYNC_EIO, "replay: %s", sqlite3_errmsg(c->db));
+    if (rc == SYNC_OK && sqlite3session_changeset(s, &nlocal, &local) != SQLITE_OK)
+        rc = client_fail(c, SYNC_ENOMEM, "replay: cannot read the session");
+    if (rc == SYNC_OK && cs_writer_finish(&r.fwd, &fwd, &fwdlen) != SYNC_OK)
+        rc = client_fail(c, SYNC_ENOMEM, "replay: out of memory");
+    if (rc != SYNC_OK)
+        goto out;
+    struct buf all = {0};                 /* forward = old forward ++ new */
+    buf_append(&all, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+    buf_append(&all, fwd, fwdlen);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (all.oom)
+        rc = client_fail(c, SYNC_ENOMEM, "replay: out of memory");
+    else if (sqlite3_prepare_v2(c->db, "UPDATE outbox SET changeset = ?1, forward = ?2 "
+                                "WHERE id = ?3", -1, &st, NULL) != SQLITE_OK)
+        rc = client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+    else {
+        if (nlocal > 0)
+            sqlite3_bind_blob(st, 1, local, nlocal, SQLITE_STATIC);
+        if (all.len > 0)
+            sqlite3_bind_blob(st, 2, all.p, (int)all.len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, id);
+        rc = step_done(c, st);
+        st = NULL;
+    }
+    buf_free(&all);
+out:
+    sqlite3_finalize(st);
+    sqlite3session_delete(s);
+    sqlite3_free(local);
+    free(fwd);
+    cs_writer_reset(&r.fwd);
+    return rc;
+}
+
+static int replay_all(struct sync_client *c)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc = SYNC_OK;
+    if (sqlite3_prepare_v2(c->db, "SELECT id FROM outbox WHERE state = 'pending' ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            int64_t *p = realloc(ids, cap * sizeof *ids);
+            if (p == NULL) {
+                rc = client_fail(c, SYNC_ENOMEM, "out of memory");
+                break;
+            }
+            ids = p;
+        }
+        ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == SYNC_OK && i < n; i++)
+        rc = replay_one(c, ids[i]);
+    free(ids);
+    return rc;
+}
+
+struct page {
+    int64_t  cursor, acked_seq, confirmed_seq;
+    uint64_t hlc;
+    int      more;
+    const uint8_t *cs;
+    size_t   cslen, nchanges;
+};
+
+static int parse_page(struct sync_client *c, const uint8_t *pt, size_t len, struct page *pg)
+{
+    memset(pg, 0, sizeof *pg);
+    if (len < 4 || be32_get(pt) > len - 4)
+        return client_fail(c, SYNC_EPROTO, "malformed pull reply");
+    size_t jlen = be32_get(pt);
+    cJSON *j = cJSON_ParseWithLength((const char *)pt + 4, jlen);
+    cJSON *cur = cJSON_GetObjectItemCaseSensitive(j, "cursor");
+    const char *hlc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "hlc"));
+    if (!cJSON_IsNumber(cur) || hlc == NULL) {
+        cJSON_Delete(j);
+        return client_fail(c, SYNC_EPROTO, "malformed pull reply");
+    }
+    pg->cursor = (int64_t)cur->valuedouble;
+    pg->more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "more"));
+    pg->acked_seq = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "acked_seq"));
+    pg->confirmed_seq = (int64_t)cJSON_GetNumberValue(
+        cJSON_GetObjectItemCaseSensitive(j, "confirmed_seq"));
+    pg->hlc = strtoull(hlc, NULL, 10);
+    cJSON_Delete(j);
+    pg->cs = pt + 4 + jlen;
+    pg->cslen = len - 4 - jlen;
+    struct cs_limits lim = { 0, 0, 1u << 24, POL_MAXCOL };
+    struct cs_error e;
+    if (cs_validate(pg->cs, pg->cslen, policy_cs_lookup, c->pol, &lim, &pg->nchanges, &e) != SYNC_OK)
+        return client_fail(c, SYNC_EPROTO, "server sent a malformed changeset: %s", e.msg);
+    return SYNC_OK;
+}
+
+/* Runs a one-parameter count query; 0 if it fails. */
+static long count_int(struct sync_client *c, const char *sql, int64_t a)
+{
+    sqlite3_stmt *st = NULL;
+    long n = 0;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, a);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = (long)sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+static int apply_page(struct sync_client *c, const struct page *pg)
+{
+    struct page_ctx p = {0};
+    int rc = client_sql(c, "PRAGMA foreign_keys = OFF");
+    if (rc == SYNC_OK)
+        rc = tx_begin(c);
+    if (rc != SYNC_OK)
+        return rc;
+    long confirm = count_int(c, "SELECT count(*) FROM outbox WHERE state = 'pending' AND "
+                                "batch_seq <= ?1", pg->confirmed_seq);
+    long shelve = count_int(c, "SELECT count(*) FROM outbox WHERE state = 'quarantined' AND "
+                               "undone = ?1", 0);
+    if (pg->nchanges > 0 || confirm > 0 || shelve > 0) {
+        rc = undo_all(c);
+        if (rc == SYNC_OK && pg->cslen > 0 &&
+            sqlite3changeset_apply_v2(c->db, (int)pg->cslen, (void *)pg->cs, NULL,
+                                      page_conflict, &p, NULL, NULL,
+                                      SQLITE_CHANGESETAPPLY_NOSAVEPOINT) != SQLITE_OK)
+            rc = client_fail(c, SYNC_EIO, "apply: %s", sqlite3_errmsg(c->db));
+        if (rc == SYNC_OK)
+            rc = exec_int(c, "DELETE FROM outbox WHERE state = 'pending' AND batch_seq <= ?1",
+                          pg->confirmed_seq, 0);
+        if (rc == SYNC_OK)
+            rc = replay_all(c);
+        if (rc == SYNC_OK)
+            rc = client_sql(c, "UPDATE outbox SET undone = 1 WHERE state = 'quarantined'");
+    }
+    /* The reply to a push may have been lost after the server applied it. */
+    if (rc == SYNC_OK)
+        rc = exec_int(c, "DELETE FROM pending_batch WHERE batch_seq <= ?1", pg->acked_seq, 0);
+    hlc_observe(&c->hlc, pg->hlc);
+    if (rc == SYNC_OK) rc = meta_set_int(c, "cursor", pg->cursor);
+    if (rc == SYNC_OK) rc = meta_set_int(c, "hlc", (int64_t)c->hlc.last);
+    if (rc == SYNC_OK) rc = meta_set_int(c, "last_sync", now_ms());
+    return tx_end(c, rc);
+}
+
+static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
+{
+    int64_t cursor = 0;
+    char req[128];
+    uint8_t *pt = NULL, *eb = NULL;
+    size_t ptlen = 0, eblen = 0;
+    int http = 0;
+    *more = 0;
+    meta_get_int(c, "cursor", &cursor);
+    snprintf(req, sizeof req, "{\"cursor\":%lld,\"max_bytes\":%u,\"schema_version\":%d}",
+             (long long)cursor, PULL_MAX_BYTES, schema_version());
+    int rc = request(c, "/v1/pull", ENV_PULL, 0, (const uint8_t *)req, strlen(req),
+                     &pt, &ptlen, &http, &eb, &eblen);
+    if (rc != SYNC_OK)
+        return rc;
+    if (http != 200) {
+        rc = client_http_error(c, http, eb, eblen);
+        free(eb);
+        return rc;
+    }
+    struct page pg;
+    rc = parse_page(c, pt, ptlen, &pg);
+    if (rc == SYNC_OK)
+        rc = apply_page(c, &pg);
+    if (rc == SYNC_OK) {
+        *more = pg.more;
+        if (stats) {
+            stats->pulled += (long)pg.nchanges;
+            stats->cursor = pg.cursor;
+        }
+    }
+    free(pt);
+    return rc;
+}
+
+int sync_pull(struct sync_client *c, struct sync_stats *stats)
+{
+    int more = 1, rc = SYNC_OK;
+    if (!c->enrolled)
+        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet");
+    while (rc == SYNC_OK && more)
+        rc = pull_once(c, stats, &more);
+    return rc;
+}
+
+int sync_run(struct sync_client *c, struct sync_stats *stats)
+{
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    int rc = sync_push(c, stats);
+    if (rc == SYNC_OK)
+        rc = sync_pull(c, stats);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* util.h - small shared helpers: growable byte buffer, big-endian codecs, hex.
+ *
+ * Internal to libeldersync; the server links the same objects.  Nothing here
+ * touches SQLite, the network or keys.
+ */
+#ifndef ES_UTIL_H
+#define ES_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Growable byte buffer.  Initialise with struct buf b = {0}.  After a failed
+ * append the buffer is freed and marked failed (b->oom = 1); every later
+ * append is a no-op, so callers may check once at the end. */
+struct buf {
+    uint8_t *p;
+    size_t   len;
+    size_t   cap;
+    int      oom;
+};
+
+void buf_append(struct buf *b, const void *data, size_t n);
+void buf_byte(struct buf *b, uint8_t v);
+void buf_be32(struct buf *b, uint32_t v);
+void buf_be64(struct buf *b, uint64_t v);
+void buf_varint(struct buf *b, uint64_t v);      /* SQLite varint */
+void buf_free(struct buf *b);                    /* wipes nothing; NULL-safe */
+/* Transfers ownership of the bytes to the caller (release with free()).
+ * Returns NULL if the buffer failed or is empty-and-unallocated. */
+uint8_t *buf_take(struct buf *b, size_t *len);
+
+uint32_t be32_get(const uint8_t *p);
+uint64_t be64_get(const uint8_t *p);
+void     be32_put(uint8_t *p, uint32_t v);
+void     be64_put(uint8_t *p, uint64_t v);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+void hex_encode(char *out, const uint8_t *in, size_t n);
+/* Decodes exactly n bytes from a 2n-char hex string; 0 on success, -1 if the
+ * string has another length or a non-hex character. */
+int  hex_decode(uint8_t *out, size_t n, const char *hex);
+
+/* Milliseconds since the Unix epoch, from CLOCK_REALTIME. */
+int64_t now_ms(void);
+
+#endif

@@ -1,0 +1,106 @@
+-- server.sql - the sync server's own tables, never sent to tablets.
+-- Applied after schema.sql on a new server database.  Row-version triggers
+-- on the synced tables are generated from sync_tables by the server at open.
+
+-- Enrolled tablets.  A hall device's township is its hall's township; a
+-- township device has hall_id = x''.
+CREATE TABLE devices (
+    id              BLOB NOT NULL PRIMARY KEY,
+    role            TEXT NOT NULL,
+    township_id     BLOB NOT NULL,
+    hall_id         BLOB NOT NULL DEFAULT x'',
+    kx_pk           BLOB NOT NULL,
+    sign_pk         BLOB NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'active'
+                        CHECK (status IN ('active', 'revoked')),
+    enrolled_at     INTEGER NOT NULL,
+    last_seen       INTEGER,
+    last_sync       INTEGER,
+    last_batch_seq  INTEGER NOT NULL DEFAULT 0,
+    app_version     TEXT,
+    schema_version  INTEGER,
+    clock_skew_ms   INTEGER,
+    clamped_hlcs    INTEGER NOT NULL DEFAULT 0
+);
+
+-- One-time enrollment codes; only a hash of the code is kept.
+CREATE TABLE enroll_codes (
+    code_hash    BLOB NOT NULL PRIMARY KEY,
+    role         TEXT NOT NULL,
+    township_id  BLOB NOT NULL,
+    hall_id      BLOB NOT NULL DEFAULT x'',
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    used_at      INTEGER,
+    device_id    BLOB
+);
+
+-- Every accepted batch, kept for audit and for exactly-once replies.
+-- vseq: the version counter right after the batch committed; a pull whose
+-- cursor has passed it has delivered the batch's effects.
+CREATE TABLE batches (
+    device_id     BLOB NOT NULL,
+    batch_seq     INTEGER NOT NULL,
+    content_hash  BLOB NOT NULL,
+    received_at   INTEGER NOT NULL,
+    vseq          INTEGER NOT NULL,
+    nchanges      INTEGER NOT NULL,
+    ack           TEXT NOT NULL,
+    raw           BLOB NOT NULL,
+    PRIMARY KEY (device_id, batch_seq)
+) WITHOUT ROWID;
+CREATE INDEX batches_vseq ON batches (device_id, vseq);
+
+-- The version of every synced row in every scope it has been in.  A pull
+-- is one range scan of this table.  A row that leaves a scope keeps its old
+-- entry with deleted = 1, so tablets of that scope receive a tombstone.
+CREATE TABLE row_versions (
+    tbl          TEXT NOT NULL,
+    pk           BLOB NOT NULL,
+    township_id  BLOB NOT NULL,
+    hall_id      BLOB NOT NULL,
+    vseq         INTEGER NOT NULL,
+    deleted      INTEGER NOT NULL,
+    PRIMARY KEY (tbl, pk, township_id, hall_id)
+) WITHOUT ROWID;
+CREATE INDEX row_versions_pull ON row_versions (township_id, vseq);
+
+CREATE TABLE sync_counter (
+    id  INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    v   INTEGER NOT NULL
+);
+INSERT INTO sync_counter (id, v) VALUES (1, 0);
+
+-- Conflicts found while merging: nothing is dropped silently.  winner and
+-- loser are JSON objects of the disputed columns.
+CREATE TABLE conflicts (
+    id           INTEGER PRIMARY KEY,
+    created_at   INTEGER NOT NULL,
+    device_id    BLOB,
+    batch_seq    INTEGER,
+    tbl          TEXT NOT NULL,
+    pk           BLOB NOT NULL,
+    township_id  BLOB,
+    -- duplicate_claim | lww | state_regression | insert_exists |
+    -- not_found | constraint
+    kind         TEXT NOT NULL,
+    winner       TEXT,
+    loser        TEXT,
+    status       TEXT NOT NULL DEFAULT 'open'
+                     CHECK (status IN ('open', 'resolved')),
+    resolved_at  INTEGER
+);
+CREATE INDEX conflicts_open ON conflicts (status, township_id);
+
+-- Refused pushes: what was refused, why, and from which device.
+CREATE TABLE rejections (
+    id          INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    device_id   BLOB,
+    batch_seq   INTEGER,
+    http_status INTEGER NOT NULL,
+    error       TEXT NOT NULL,
+    detail      TEXT,
+    entry_id    INTEGER,
+    raw         BLOB
+);

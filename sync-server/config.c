@@ -1,0 +1,128 @@
+/* config.c - read the server configuration file. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+static void defaults(struct config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->listen, sizeof c->listen, "127.0.0.1:8080");
+    snprintf(c->db, sizeof c->db, "var/county.db");
+    snprintf(c->timezone, sizeof c->timezone, "Asia/Shanghai");
+    c->max_body_bytes = 8u << 20;
+    c->pull_max_bytes = 1u << 20;
+    c->num_threads = 8;
+    c->request_timeout_ms = 15000;
+    c->enroll_code_ttl_s = 7 * 24 * 3600;
+    c->max_clock_ahead_ms = 5 * 60 * 1000;
+    c->log_level = 2;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *p = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 4096 > cap) {
+            cap = cap ? 2 * cap : 8192;
+            char *q = realloc(p, cap);
+            if (q == NULL || cap > (1u << 20)) {
+                free(q ? q : p);
+                fclose(f);
+                return NULL;
+            }
+            p = q;
+        }
+        size_t r = fread(p + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    fclose(f);
+    p[n] = '\0';
+    *len = n;
+    return p;
+}
+
+static int get_str(cJSON *j, const char *key, char *out, size_t n)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (v == NULL)
+        return 0;
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= n)
+        return -1;
+    snprintf(out, n, "%s", v->valuestring);
+    return 0;
+}
+
+static int get_num(cJSON *j, const char *key, double lo, double hi, double *out)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (v == NULL)
+        return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi)
+        return -1;
+    *out = v->valuedouble;
+    return 0;
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    defaults(cfg);
+    if (path == NULL)
+        return 0;
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    if (text == NULL) {
+        snprintf(err, errlen, "cannot read config file %s", path);
+        return -1;
+    }
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(j)) {
+        snprintf(err, errlen, "%s is not a JSON object", path);
+        cJSON_Delete(j);
+        return -1;
+    }
+    double body = (double)cfg->max_body_bytes, pull = (double)cfg->pull_max_bytes,
+           thr = cfg->num_threads, tmo = cfg->request_timeout_ms,
+           ttl = cfg->enroll_code_ttl_s, ahead = (double)cfg->max_clock_ahead_ms,
+           lvl = cfg->log_level;
+    const char *bad = NULL;
+    if (get_str(j, "listen", cfg->listen, sizeof cfg->listen)) bad = "listen";
+    else if (get_str(j, "db", cfg->db, sizeof cfg->db)) bad = "db";
+    else if (get_str(j, "key_file", cfg->key_file, sizeof cfg->key_file)) bad = "key_file";
+    else if (get_str(j, "timezone", cfg->timezone, sizeof cfg->timezone)) bad = "timezone";
+    else if (get_num(j, "max_body_bytes", 1024, 1 << 30, &body)) bad = "max_body_bytes";
+    else if (get_num(j, "pull_max_bytes", 4096, 1 << 28, &pull)) bad = "pull_max_bytes";
+    else if (get_num(j, "num_threads", 1, 1024, &thr)) bad = "num_threads";
+    else if (get_num(j, "request_timeout_ms", 100, 600000, &tmo)) bad = "request_timeout_ms";
+    else if (get_num(j, "enroll_code_ttl_s", 60, 365 * 86400.0, &ttl)) bad = "enroll_code_ttl_s";
+    else if (get_num(j, "max_clock_ahead_ms", 0, 365 * 86400000.0, &ahead)) bad = "max_clock_ahead_ms";
+    else if (get_num(j, "log_level", 0, 2, &lvl)) bad = "log_level";
+    cJSON_Delete(j);
+    if (bad) {
+        snprintf(err, errlen, "%s: bad value for \"%s\"", path, bad);
+        return -1;
+    }
+    cfg->max_body_bytes = (size_t)body;
+    cfg->pull_max_bytes = (size_t)pull;
+    cfg->num_threads = (int)thr;
+    cfg->request_timeout_ms = (int)tmo;
+    cfg->enroll_code_ttl_s = (int)ttl;
+    cfg->max_clock_ahead_ms = (int64_t)ahead;
+    cfg->log_level = (int)lvl;
+    return 0;
+}
+
+void config_finish(struct config *cfg)
+{
+    if (cfg->key_file[0] == '\0')
+        snprintf(cfg->key_file, sizeof cfg->key_file, "%.500s.key", cfg->db);
+}

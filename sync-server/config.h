@@ -1,0 +1,28 @@
+/* config.h - the server's JSON configuration (see config/server.json). */
+#ifndef SRV_CONFIG_H
+#define SRV_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config {
+    char    listen[64];          /* host:port; loopback by default */
+    char    db[512];
+    char    key_file[512];       /* default: <db>.key */
+    char    timezone[64];        /* the county's calendar, for local dates */
+    size_t  max_body_bytes;      /* larger requests get 413 unread */
+    size_t  pull_max_bytes;      /* upper bound a tablet may ask per page */
+    int     num_threads;
+    int     request_timeout_ms;
+    int     enroll_code_ttl_s;
+    int64_t max_clock_ahead_ms;  /* HLCs further ahead are clamped */
+    int     log_level;
+};
+
+/* Fills defaults, then reads path (NULL: defaults only).  Returns 0, or -1
+ * with a message in err. */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+/* Recomputes derived values (key_file) after --db overrides. */
+void config_finish(struct config *cfg);
+
+#endif

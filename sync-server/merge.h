@@ -1,0 +1,27 @@
+/* merge.h - the per-policy conflict handler for applying a device's
+ * changeset on the server, and the conflict records it leaves. */
+#ifndef SRV_MERGE_H
+#define SRV_MERGE_H
+
+#include "server.h"
+
+struct merge_ctx {
+    struct server       *srv;
+    const struct device *dev;
+    int64_t              batch_seq;
+    long                 conflicts;    /* records written */
+    int                  fk_failed;    /* a foreign key was left dangling */
+    int                  failed;       /* storage error inside the handler */
+};
+
+/* sqlite3changeset_apply_v2 conflict callback; ctx is a struct merge_ctx.
+ *   append:  identical duplicate -> no-op; other differences -> recorded
+ *   lww:     columns nobody else changed apply; the same column changed on
+ *            both sides -> newer HLC wins, the loser is recorded
+ *   state:   as lww, but the state column takes the furthest legal state
+ *   domain uniqueness (duplicate meal claim, second cash handout) ->
+ *            omitted and recorded as duplicate_claim
+ *   foreign key -> abort the batch */
+int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it);
+
+#endif

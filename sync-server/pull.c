@@ -1,0 +1,237 @@
+/* pull.c - encode the state of changed rows in a device's scope.
+ *
+ * A pull is the current state of rows, not a replay of other devices'
+ * changesets: a row edited a hundred times ships once, and rows that moved
+ * in or out of the scope arrive whole or as tombstones.  One range scan of
+ * row_versions (index township_id, vseq) finds them.  Nothing here knows
+ * about HTTP or encryption.
+ */
+#include "pull.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+#include "changeset.h"
+#include "eldersync.h"
+#include "hlc.h"
+#include "rowval.h"
+#include "schema.h"
+#include "store.h"
+#include "util.h"
+
+struct page {
+    struct cs_writer w[32];      /* one section per table, joined at the end */
+    int      started[32];
+    size_t   bytes;
+    long     rows;
+    int64_t  max_hlc;
+};
+
+static int parse_request(const uint8_t *req, size_t len, size_t cap, int64_t *cursor,
+                         size_t *max_bytes, struct outcome *o)
+{
+    cJSON *j = cJSON_ParseWithLength((const char *)req, len);
+    cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "cursor");
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "max_bytes");
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "schema_version");
+    int rc = SYNC_OK;
+    if (!cJSON_IsObject(j) || !cJSON_IsNumber(c) || c->valuedouble < 0 ||
+        c->valuedouble > 9e15 || c->valuedouble != (double)(int64_t)c->valuedouble)
+        rc = outcome_set(o, SYNC_EPROTO, "bad_request", "pull needs a non-negative integer cursor");
+    else if (cJSON_IsNumber(v) && (int)v->valuedouble != schema_version())
+        rc = outcome_set(o, SYNC_ESCHEMA, "schema_version",
+                         "the tablet has schema version %d, the server %d; update the app",
+                         (int)v->valuedouble, schema_version());
+    else {
+        *cursor = (int64_t)c->valuedouble;
+        *max_bytes = cap;
+        if (cJSON_IsNumber(m) && m->valuedouble >= 1024 && m->valuedouble < (double)cap)
+            *max_bytes = (size_t)m->valuedouble;
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* Adds one row (or its tombstone) of table index ti to the page. */
+static int add_row(struct server *srv, struct page *pg, int ti, const void *pk, int pklen,
+                   int deleted)
+{
+    const struct pol_table *t = &srv->pol->tables[ti];
+    struct cs_value vals[POL_MAXCOL];
+    sqlite3_stmt *st = NULL;
+    char sql[160];
+    int found = 0;
+    if (!deleted) {
+        snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" WHERE id = ?1", t->name);
+        if (sqlite3_prepare_v2(srv->db, sql, -1, &st, NULL) != SQLITE_OK)
+            return SYNC_EIO;
+        sqlite3_bind_blob(st, 1, pk, pklen, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_count(st) == t->ncol) {
+            found = 1;
+            for (int i = 0; i < t->ncol; i++)
+                rowval_column(&vals[i], st, i);
+            if (t->hlc_col >= 0 && vals[t->hlc_col].type == CS_INT &&
+                vals[t->hlc_col].i > pg->max_hlc)
+                pg->max_hlc = vals[t->hlc_col].i;
+        }
+    }
+    if (!found) {                 /* tombstone: the key, NULL elsewhere */
+        for (int i = 0; i < t->ncol; i++)
+            vals[i].type = CS_NULL;
+        vals[t->id_col].type = CS_BLOB;
+        vals[t->id_col].p = pk;
+        vals[t->id_col].n = (size_t)pklen;
+    }
+    if (!pg->started[ti]) {
+        cs_writer_table(&pg->w[ti], t->name, t->ncol, t->pk);
+        pg->started[ti] = 1;
+    }
+    size_t before = pg->w[ti].b.len;
+    cs_writer_change(&pg->w[ti], found ? CS_INSERT : CS_DELETE, 0, found ? NULL : vals,
+                     found ? vals : NULL);
+    pg->bytes += pg->w[ti].b.len - before;
+    pg->rows++;
+    sqlite3_finalize(st);
+    return pg->w[ti].b.oom ? SYNC_ENOMEM : SYNC_OK;
+}
+
+static int64_t confirmed_seq(struct server *srv, const struct device *dev, int64_t cursor)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(srv->db, "SELECT max(batch_seq) FROM batches WHERE device_id = ?1 "
+                           "AND vseq <= ?2", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, cursor);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Scans row_versions after cursor; sets *next and *more. */
+static int scan(struct server *srv, const struct device *dev, int64_t cursor, size_t max_bytes,
+                struct page *pg, int64_t *next, int *more)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t head = store_counter(srv->db), last = cursor;
+    *more = 0;
+    if (sqlite3_prepare_v2(srv->db,
+            "SELECT tbl, pk, vseq, deleted FROM row_versions"
+            " WHERE township_id IN (?1, x'') AND vseq > ?2 AND vseq <= ?3"
+            " AND (?4 = x'' OR hall_id = x'' OR hall_id = ?4) ORDER BY vseq", -1, &st,
+            NULL) != SQLITE_OK)
+        return SYNC_EIO;
+    sqlite3_bind_blob(st, 1, dev->township, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, cursor);
+    sqlite3_bind_int64(st, 3, head);
+    sqlite3_bind_blob(st, 4, dev->hall, dev->has_hall ? 16 : 0, SQLITE_STATIC);
+    int rc = SYNC_OK, step;
+    while (rc == SYNC_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t vseq = sqlite3_column_int64(st, 2);
+        if (pg->bytes >= max_bytes && vseq != last) {
+            *more = 1;                   /* stop at a vseq boundary */
+            break;
+        }
+        last = vseq;
+        const struct pol_table *t = policy_table(srv->pol, (const char *)sqlite3_column_text(st, 0));
+        if (t == NULL || !(t->read_roles & dev->role))
+            continue;
+        rc = add_row(srv, pg, (int)(t - srv->pol->tables), sqlite3_column_blob(st, 1),
+                     sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 3));
+    }
+    if (rc == SYNC_OK && !*more && step != SQLITE_DONE)
+        rc = SYNC_EIO;
+    sqlite3_finalize(st);
+    *next = *more ? last : head;
+    return rc;
+}
+
+static int assemble(struct server *srv, struct page *pg, const char *json, uint8_t **reply,
+                    size_t *replylen)
+{
+    struct buf b = {0};
+    size_t jlen = strlen(json);
+    buf_be32(&b, (uint32_t)jlen);
+    buf_append(&b, json, jlen);
+    for (int i = 0; i < srv->pol->ntables; i++) {
+        uint8_t *p = NULL;
+        size_t n = 0;
+        if (!pg->started[i])
+            continue;
+        if (cs_writer_finish(&pg->w[i], &p, &n) != SYNC_OK) {
+            buf_free(&b);
+            return SYNC_ENOMEM;
+        }
+        buf_append(&b, p, n);
+        free(p);
+    }
+    *reply = buf_take(&b, replylen);
+    return *reply ? SYNC_OK : SYNC_ENOMEM;
+}
+
+int pull_build(struct server *srv, const struct device *dev, const uint8_t *req, size_t len,
+               uint8_t **reply, size_t *replylen, struct outcome *o)
+{
+    int64_t cursor = 0, next = 0;
+    size_t max_bytes = 0;
+    int more = 0;
+    *reply = NULL;
+    *replylen = 0;
+    int rc = parse_request(req, len, srv->cfg.pull_max_bytes, &cursor, &max_bytes, o);
+    if (rc != SYNC_OK)
+        return rc;
+    struct page *pg = calloc(1, sizeof *pg);
+    if (pg == NULL)
+        return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
+    for (int i = 0; i < srv->pol->ntables; i++)
+        cs_writer_init(&pg->w[i]);
+    pthread_mutex_lock(&srv->lock);
+    rc = store_exec(srv->db, "BEGIN");      /* one consistent snapshot */
+    if (rc == SYNC_OK)
+        rc = scan(srv, dev, cursor, max_bytes, pg, &next, &more);
+    int64_t acked = 0, confirmed = 0;
+    if (rc == SYNC_OK) {
+        confirmed = confirmed_seq(srv, dev, next);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(srv->db, "SELECT last_batch_seq FROM devices WHERE id = ?1", -1,
+                               &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW)
+                acked = sqlite3_column_int64(st, 0);
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_exec(srv->db, "COMMIT", NULL, NULL, NULL);
+    if (rc == SYNC_OK) {              /* sync health for the dashboard */
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(srv->db, "UPDATE devices SET last_sync = ?2, last_seen = ?2 "
+                               "WHERE id = ?1", -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, now_ms());
+            sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    if (rc == SYNC_OK) {
+        uint64_t hlc = hlc_make(now_ms(), 0, 0);
+        if ((uint64_t)pg->max_hlc > hlc)
+            hlc = (uint64_t)pg->max_hlc;
+        char json[256];
+        snprintf(json, sizeof json, "{\"cursor\":%lld,\"more\":%s,\"acked_seq\":%lld,"
+                 "\"confirmed_seq\":%lld,\"hlc\":\"%llu\",\"rows\":%ld}", (long long)next,
+                 more ? "true" : "false", (long long)acked, (long long)confirmed,
+                 (unsigned long long)hlc, pg->rows);
+        rc = assemble(srv, pg, json, reply, replylen);
+    }
+    for (int i = 0; i < srv->pol->ntables; i++)
+        cs_writer_reset(&pg->w[i]);
+    free(pg);
+    if (rc != SYNC_OK && o->status == SYNC_OK)
+        outcome_set(o, rc, rc == SYNC_ENOMEM ? "internal" : "storage", "cannot build the page");
+    return rc;
+}

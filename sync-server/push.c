@@ -1,0 +1,427 @@
+/* push.c - apply a device's uploaded batch to the server database.
+ *
+ * Input is a decrypted batch (format: docs/PROTOCOL.md, "push payload"):
+ * outbox entries, each a local changeset and a forward changeset.  One
+ * transaction per batch; merge.c rules on each conflict.  Nothing here knows
+ * about HTTP.  Order matters and is the design: every structural check runs
+ * before any sqlite3changeset_* call sees the bytes, and every change is
+ * authorised against the rows as they are on the server, never against the
+ * old values the device claims.
+ */
+#include "push.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include <cjson/cJSON.h>
+
+#include "changeset.h"
+#include "eldersync.h"
+#include "log.h"
+#include "http.h"
+#include "merge.h"
+#include "hlc.h"
+#include "rowval.h"
+#include "schema.h"
+#include "scope.h"
+#include "store.h"
+#include "util.h"
+
+#define MAX_ENTRIES        10000
+#define MAX_CHANGES        200000
+#define MAX_VALUE_BYTES    (1u << 20)
+
+struct entry {
+    int64_t        id;
+    const uint8_t *cs[2];       /* local part, forward part */
+    size_t         len[2];
+};
+
+struct batch {
+    int      schema_version;
+    int64_t  device_ms;
+    size_t   n;
+    struct entry *e;
+};
+
+static int parse_batch(const uint8_t *p, size_t len, struct batch *b, struct outcome *o)
+{
+    memset(b, 0, sizeof *b);
+    if (len < 16)
+        return outcome_set(o, SYNC_EPROTO, "bad_payload", "batch shorter than its header");
+    b->schema_version = (int)be32_get(p);
+    b->device_ms = (int64_t)be64_get(p + 4);
+    uint32_t n = be32_get(p + 12);
+    if (n == 0 || n > MAX_ENTRIES)
+        return outcome_set(o, n ? SYNC_ETOOBIG : SYNC_EPROTO, "bad_payload",
+                           "a batch holds 1 to %d entries, not %u", MAX_ENTRIES, n);
+    b->e = calloc(n, sizeof *b->e);
+    if (b->e == NULL)
+        return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
+    size_t pos = 16;
+    for (uint32_t i = 0; i < n; i++) {
+        if (len - pos < 8)
+            goto short_;
+        b->e[i].id = (int64_t)be64_get(p + pos);
+        pos += 8;
+        for (int k = 0; k < 2; k++) {
+            if (len - pos < 4)
+                goto short_;
+            size_t l = be32_get(p + pos);
+            pos += 4;
+            if (l > len - pos)
+                goto short_;
+            b->e[i].cs[k] = p + pos;
+            b->e[i].len[k] = l;
+            pos += l;
+        }
+    }
+    if (pos != len)
+        return outcome_set(o, SYNC_EPROTO, "bad_payload", "%zu bytes after the last entry",
+                           len - pos);
+    b->n = n;
+    return SYNC_OK;
+short_:
+    return outcome_set(o, SYNC_EPROTO, "bad_payload", "batch is truncated");
+}
+
+static int validate_all(struct server *srv, const struct batch *b, size_t *nchanges,
+                        struct outcome *o)
+{
+    struct cs_limits lim = { MAX_CHANGES, 0, MAX_VALUE_BYTES, POL_MAXCOL };
+    *nchanges = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        for (int k = 0; k < 2; k++) {
+            struct cs_error e;
+            size_t nc = 0;
+            int rc = cs_validate(b->e[i].cs[k], b->e[i].len[k], policy_cs_lookup, srv->pol,
+                                 &lim, &nc, &e);
+            if (rc != SYNC_OK) {
+                o->entry = b->e[i].id;
+                const char *name = rc == SYNC_ETOOBIG ? "too_large"
+                                 : rc != SYNC_ESCHEMA ? "bad_changeset"
+                                 : strstr(e.msg, "unknown table") ? "unknown_table"
+                                 : strstr(e.msg, "columns") ? "column_count" : "schema_mismatch";
+                return outcome_set(o, rc, name, "entry %lld: %s", (long long)b->e[i].id, e.msg);
+            }
+            *nchanges += nc;
+            if (*nchanges > MAX_CHANGES)
+                return outcome_set(o, SYNC_ETOOBIG, "too_large", "more than %d changes in one batch",
+                                   MAX_CHANGES);
+        }
+    }
+    return SYNC_OK;
+}
+
+/* The scope value of the row as it is on the server; 0 if it exists. */
+static int current_scope(struct server *srv, const struct pol_table *t, const struct cs_value *pk,
+                         uint8_t *buf, struct cs_value *out)
+{
+    char sql[160];
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    snprintf(sql, sizeof sql, "SELECT \"%s\" FROM \"%s\" WHERE id = ?1", t->cols[t->scope_col],
+             t->name);
+    if (sqlite3_prepare_v2(srv->db, sql, -1, &st, NULL) == SQLITE_OK) {
+        rowval_bind(st, 1, pk);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            rowval_column(out, st, 0);
+            if (out->type == CS_BLOB || out->type == CS_TEXT) {
+                size_t n = out->n < 16 ? out->n : 16;    /* ids are 16 bytes */
+                memcpy(buf, out->p, n);
+                out->p = buf;
+                out->n = n;
+            }
+            rc = 0;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static const char *op_verb(int op)
+{
+    return op == CS_INSERT ? "insert into" : op == CS_UPDATE ? "update" : "delete from";
+}
+
+/* Checks one change against the device's role and scope. */
+static int authorise_change(struct server *srv, const struct device *dev, const struct cs_iter *it,
+                            struct outcome *o)
+{
+    const struct pol_table *t = policy_table(srv->pol, it->table);
+    unsigned roles = it->op == CS_INSERT ? t->insert_roles
+                   : it->op == CS_UPDATE ? t->update_roles : t->delete_roles;
+    if (!(roles & dev->role))
+        return outcome_set(o, SYNC_EFORBIDDEN, "forbidden_table", "role %s may not %s %s",
+                           role_name(dev->role), op_verb(it->op), t->name);
+    const struct cs_value *pk = it->op == CS_INSERT ? &it->new_[t->id_col] : &it->old[t->id_col];
+    if (pk->type != CS_BLOB || pk->n != 16)
+        return outcome_set(o, SYNC_EPROTO, "bad_id", "%s: ids are 16-byte blobs", t->name);
+    uint8_t buf[16];
+    struct cs_value cur;
+    if (current_scope(srv, t, pk, buf, &cur) == 0 && !scope_contains(srv->db, dev, t, &cur))
+        return outcome_set(o, SYNC_EFORBIDDEN, "out_of_scope",
+                           "%s: the row belongs to another %s", t->name,
+                           t->scope == SCOPE_HALL ? "dining hall" : "township");
+    const struct cs_value *next = it->op == CS_DELETE ? NULL : &it->new_[t->scope_col];
+    if (next && next->type != CS_UNDEF && !scope_contains(srv->db, dev, t, next))
+        return outcome_set(o, SYNC_EFORBIDDEN, "out_of_scope",
+                           "%s: %s would put the row outside this device's %s", t->name,
+                           t->cols[t->scope_col], t->scope == SCOPE_HALL ? "dining hall" : "township");
+    for (int i = 0; it->op != CS_DELETE && i < t->ncol; i++) {
+        const struct cs_value *v = &it->new_[i];
+        if (((t->protected_ >> i) & 1) && v->type != CS_UNDEF &&
+            (it->op == CS_UPDATE || v->type != CS_NULL))
+            return outcome_set(o, SYNC_EFORBIDDEN, "protected_column",
+                               "%s.%s is set by the county, not by a tablet", t->name, t->cols[i]);
+        if (i == t->state_col && v->type != CS_UNDEF) {
+            const struct pol_state *s = v->type == CS_TEXT ? policy_state(t, v->p, v->n) : NULL;
+            if (s == NULL)
+                return outcome_set(o, SYNC_EFORBIDDEN, "illegal_state", "%s.%s: unknown state",
+                                   t->name, t->cols[i]);
+            if (!(s->roles & dev->role))
+                return outcome_set(o, SYNC_EFORBIDDEN, "illegal_state",
+                                   "role %s may not set %s.%s to '%s'", role_name(dev->role),
+                                   t->name, t->cols[i], s->value);
+        }
+    }
+    return SYNC_OK;
+}
+
+/* Authorises every change of one changeset, then applies it. */
+static int apply_part(struct server *srv, const struct device *dev, const uint8_t *cs, size_t len,
+                      struct merge_ctx *m, int64_t *max_hlc, struct outcome *o)
+{
+    struct cs_iter it;
+    int more;
+    if (len == 0)
+        return SYNC_OK;
+    cs_iter_init(&it, cs, len);
+    while ((more = cs_iter_next(&it)) == 1) {
+        int rc = authorise_change(srv, dev, &it, o);
+        if (rc != SYNC_OK)
+            return rc;
+        const struct pol_table *t = policy_table(srv->pol, it.table);
+        if (t->hlc_col >= 0 && it.new_[t->hlc_col].type == CS_INT && it.new_[t->hlc_col].i > *max_hlc)
+            *max_hlc = it.new_[t->hlc_col].i;
+    }
+    if (more < 0)
+        return outcome_set(o, SYNC_EPROTO, "bad_changeset", "changeset walk failed");
+    int rc = sqlite3changeset_apply_v2(srv->db, (int)len, (void *)cs, NULL, merge_conflict, m,
+                                       NULL, NULL, 0);
+    if (m->fk_failed)
+        return outcome_set(o, SYNC_ESCHEMA, "foreign_key",
+                           "a row refers to a senior, hall, case or visit the server does not have");
+    if (rc != SQLITE_OK || m->failed)
+        return outcome_set(o, SYNC_EIO, "storage", "applying the batch failed");
+    return SYNC_OK;
+}
+
+/* Clamps clocks that run too far ahead of the server's. */
+static int clamp_hlcs(struct server *srv, int64_t limit, long *clamped)
+{
+    *clamped = 0;
+    for (int i = 0; i < srv->pol->ntables; i++) {
+        const struct pol_table *t = &srv->pol->tables[i];
+        if (t->hlc_col < 0)
+            continue;
+        char sql[160];
+        sqlite3_stmt *st = NULL;
+        snprintf(sql, sizeof sql, "UPDATE \"%s\" SET hlc = ?1 WHERE hlc > ?1", t->name);
+        if (sqlite3_prepare_v2(srv->db, sql, -1, &st, NULL) != SQLITE_OK)
+            return SYNC_EIO;
+        sqlite3_bind_int64(st, 1, limit);
+        int ok = sqlite3_step(st) == SQLITE_DONE;
+        *clamped += sqlite3_changes(srv->db);
+        sqlite3_finalize(st);
+        if (!ok)
+            return SYNC_EIO;
+    }
+    return SYNC_OK;
+}
+
+/* Replay check inside the transaction.  Returns 1 if the batch is new, 0 if
+ * it was applied before (*ack is the stored acknowledgement), or an error. */
+static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
+                     const uint8_t hash[32], char **ack, struct outcome *o)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t last = 0;
+    if (sqlite3_prepare_v2(srv->db, "SELECT last_batch_seq FROM devices WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return outcome_set(o, SYNC_EIO, "storage", "cannot read the device");
+    sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        last = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    o->expected_seq = last + 1;
+    if (seq == (uint64_t)last + 1)
+        return 1;
+    if (seq > (uint64_t)last + 1)
+        return outcome_set(o, SYNC_ECONFLICT, "seq_gap",
+                           "batch_seq %llu skips ahead; the server expects %lld",
+                           (unsigned long long)seq, (long long)last + 1);
+    if (sqlite3_prepare_v2(srv->db, "SELECT content_hash, ack FROM batches WHERE device_id = ?1 "
+                           "AND batch_seq = ?2", -1, &st, NULL) != SQLITE_OK)
+        return outcome_set(o, SYNC_EIO, "storage", "cannot read batches");
+    sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)seq);
+    int rc;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32 &&
+        sodium_memcmp(sqlite3_column_blob(st, 0), hash, 32) == 0) {
+        *ack = strdup((const char *)sqlite3_column_text(st, 1));
+        rc = *ack ? 0 : outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
+    } else {
+        rc = outcome_set(o, SYNC_ECONFLICT, "seq_old",
+                         "batch_seq %llu was already used for different content; the server "
+                         "expects %lld", (unsigned long long)seq, (long long)last + 1);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int record_batch(struct server *srv, const struct device *dev, uint64_t seq,
+                        const uint8_t hash[32], const uint8_t *raw, size_t rawlen,
+                        size_t nchanges, const char *ack, const struct batch *b, long clamped)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t now = now_ms();
+    int rc = SYNC_EIO;
+    if (sqlite3_prepare_v2(srv->db, "INSERT INTO batches (device_id, batch_seq, content_hash, "
+                           "received_at, vseq, nchanges, ack, raw) VALUES (?1, ?2, ?3, ?4, "
+                           "(SELECT v FROM sync_counter), ?5, ?6, ?7)", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (int64_t)seq);
+        sqlite3_bind_blob(st, 3, hash, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now);
+        sqlite3_bind_int64(st, 5, (int64_t)nchanges);
+        sqlite3_bind_text(st, 6, ack, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 7, raw, (int)rawlen, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+    }
+    sqlite3_finalize(st);
+    if (rc != SYNC_OK)
+        return rc;
+    rc = SYNC_EIO;
+    if (sqlite3_prepare_v2(srv->db, "UPDATE devices SET last_batch_seq = ?2, last_seen = ?3, "
+                           "clock_skew_ms = ?4, schema_version = ?5, "
+                           "clamped_hlcs = clamped_hlcs + ?6 WHERE id = ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (int64_t)seq);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_int64(st, 4, b->device_ms - now);
+        sqlite3_bind_int(st, 5, b->schema_version);
+        sqlite3_bind_int64(st, 6, clamped);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void record_rejection(struct server *srv, const struct device *dev, uint64_t seq,
+                             const struct outcome *o, int http)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(srv->db, "INSERT INTO rejections (at, device_id, batch_seq, "
+                           "http_status, error, detail, entry_id) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7)", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, now_ms());
+        sqlite3_bind_blob(st, 2, dev->id, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (int64_t)seq);
+        sqlite3_bind_int(st, 4, http);
+        sqlite3_bind_text(st, 5, o->error, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, o->detail, -1, SQLITE_STATIC);
+        if (o->entry >= 0)
+            sqlite3_bind_int64(st, 7, o->entry);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+}
+
+static char *make_ack(uint64_t seq, size_t entries, size_t changes, long conflicts)
+{
+    char buf[160];
+    snprintf(buf, sizeof buf, "{\"batch_seq\":%llu,\"entries\":%zu,\"changes\":%zu,"
+             "\"conflicts\":%ld}", (unsigned long long)seq, entries, changes, conflicts);
+    return strdup(buf);
+}
+
+/* Everything between BEGIN and COMMIT. */
+static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
+                   const uint8_t *pt, size_t ptlen, const uint8_t hash[32],
+                   const struct batch *b, size_t nchanges, char **ack, struct outcome *o)
+{
+    int rc = check_seq(srv, dev, seq, hash, ack, o);
+    if (rc <= 0)
+        return rc;
+    struct merge_ctx m = { srv, dev, (int64_t)seq, 0, 0, 0 };
+    int64_t max_hlc = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        for (int k = 0; k < 2; k++) {
+            rc = apply_part(srv, dev, b->e[i].cs[k], b->e[i].len[k], &m, &max_hlc, o);
+            if (rc != SYNC_OK) {
+                o->entry = b->e[i].id;
+                return rc;
+            }
+        }
+    }
+    long clamped = 0;
+    int64_t limit = (int64_t)hlc_make(now_ms() + srv->cfg.max_clock_ahead_ms, 0, 0);
+    if (max_hlc > limit && clamp_hlcs(srv, limit, &clamped) != SYNC_OK)
+        return outcome_set(o, SYNC_EIO, "storage", "cannot clamp clocks");
+    if (clamped > 0)
+        log_warn("device %02x%02x%02x%02x...: %ld clocks ahead of the server clamped",
+                 dev->id[0], dev->id[1], dev->id[2], dev->id[3], clamped);
+    *ack = make_ack(seq, b->n, nchanges, m.conflicts);
+    if (*ack == NULL)
+        return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
+    rc = record_batch(srv, dev, seq, hash, pt, ptlen, nchanges, *ack, b, clamped);
+    if (rc != SYNC_OK)
+        return outcome_set(o, rc, "storage", "cannot record the batch");
+    return SYNC_OK;
+}
+
+int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
+               const uint8_t *pt, size_t ptlen, char **ack, struct outcome *o)
+{
+    struct batch b;
+    uint8_t hash[32];
+    size_t nchanges = 0;
+    *ack = NULL;
+    int rc = parse_batch(pt, ptlen, &b, o);
+    if (rc == SYNC_OK && b.schema_version != schema_version())
+        rc = outcome_set(o, SYNC_ESCHEMA, "schema_version",
+                         "the tablet has schema version %d, the server %d; update the app",
+                         b.schema_version, schema_version());
+    if (rc == SYNC_OK)
+        rc = validate_all(srv, &b, &nchanges, o);
+    if (rc == SYNC_OK) {
+        crypto_generichash(hash, sizeof hash, pt, ptlen, NULL, 0);
+        pthread_mutex_lock(&srv->lock);
+        rc = store_begin(srv->db);
+        if (rc == SYNC_OK)
+            rc = store_end(srv->db, push_tx(srv, dev, batch_seq, pt, ptlen, hash, &b,
+                                            nchanges, ack, o));
+        else
+            outcome_set(o, SYNC_EBUSY, "busy", "the database is busy; retry");
+        if (rc == SYNC_EIO && o->status == SYNC_OK)
+            outcome_set(o, SYNC_EIO, "storage", "the commit failed");
+        pthread_mutex_unlock(&srv->lock);
+    }
+    if (rc != SYNC_OK) {
+        free(*ack);
+        *ack = NULL;
+        if (rc != SYNC_ECONFLICT) {
+            pthread_mutex_lock(&srv->lock);
+            record_rejection(srv, dev, batch_seq, o, http_status_for(rc));
+            pthread_mutex_unlock(&srv->lock);
+        }
+        log_warn("device %02x%02x%02x%02x... batch %llu refused: %s (%s)", dev->id[0],
+                 dev->id[1], dev->id[2], dev->id[3], (unsigned long long)batch_seq, o->error,
+                 o->detail);
+    }
+    free(b.e);
+    return rc;
+}

@@ -1,0 +1,58 @@
+/* server.h - the state one county's server holds: configuration, the
+ * database connection, the sync declarations and the server's keys.
+ *
+ * No globals: one process could serve several county files, each with its
+ * own struct server.
+ */
+#ifndef SRV_SERVER_H
+#define SRV_SERVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include "config.h"
+#include "policy.h"
+#include "sqlite.h"
+
+struct server_keys {
+    uint8_t kx_pk[32], kx_sk[32];
+    uint8_t sign_pk[32], sign_sk[64];
+};
+
+struct server {
+    struct config       cfg;
+    sqlite3            *db;      /* guarded by lock: writes are serial anyway */
+    pthread_mutex_t     lock;
+    struct policy      *pol;
+    struct server_keys  keys;
+    struct mg_context  *mg;
+};
+
+/* A device as the server knows it. */
+struct device {
+    uint8_t  id[16];
+    unsigned role;           /* ROLE_* bit */
+    uint8_t  township[16];
+    uint8_t  hall[16];
+    int      has_hall;
+    int      revoked;
+    int64_t  last_batch_seq;
+    uint8_t  kx_pk[32];
+};
+
+/* The outcome of a request, free of HTTP: status is a SYNC_* code; error is
+ * a stable machine-readable name, detail a sentence for a person.  entry is
+ * the tablet's outbox entry that caused a refusal (-1: none). */
+struct outcome {
+    int     status;
+    char    error[40];
+    char    detail[256];
+    int64_t entry;
+    int64_t expected_seq;    /* for sequence conflicts, else -1 */
+};
+
+void outcome_init(struct outcome *o);
+/* Sets status, error and detail; returns status. */
+int  outcome_set(struct outcome *o, int status, const char *error, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,238 @@
+/* store.c - open the county database and keep its bookkeeping in place.
+ *
+ * Row versions are maintained by triggers generated here from sync_tables,
+ * so every change -- a tablet's batch, a merge done inside the conflict
+ * handler, an admin correction -- bumps the version of the rows it touched
+ * in the scope they are now in, and leaves a tombstone in a scope they left.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "eldersync.h"
+#include "ids.h"
+#include "log.h"
+#include "schema.h"
+#include "util.h"
+
+void outcome_init(struct outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    o->entry = -1;
+    o->expected_seq = -1;
+}
+
+int outcome_set(struct outcome *o, int status, const char *error, const char *fmt, ...)
+{
+    va_list ap;
+    o->status = status;
+    snprintf(o->error, sizeof o->error, "%s", error);
+    va_start(ap, fmt);
+    vsnprintf(o->detail, sizeof o->detail, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+int store_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return SYNC_OK;
+    log_error("%s", msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return SYNC_EIO;
+}
+
+int64_t store_counter(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(db, "SELECT v FROM sync_counter", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* SQL for a row's township and hall from the row alias (NEW or OLD). */
+static void scope_exprs(const struct pol_table *t, const char *row, char *twp, size_t tn,
+                        char *hall, size_t hn)
+{
+    const char *col = t->cols[t->scope_col];
+    switch (t->scope) {
+    case SCOPE_COUNTY:
+        snprintf(twp, tn, "x''");
+        snprintf(hall, hn, "x''");
+        break;
+    case SCOPE_TOWNSHIP:
+        snprintf(twp, tn, "coalesce(%s.\"%s\", x'')", row, col);
+        snprintf(hall, hn, "x''");
+        break;
+    default:
+        snprintf(twp, tn, "coalesce((SELECT township_id FROM dining_halls WHERE id = %s.\"%s\"), x'')",
+                 row, col);
+        snprintf(hall, hn, "coalesce(%s.\"%s\", x'')", row, col);
+        break;
+    }
+}
+
+static int install_triggers(sqlite3 *db, const struct pol_table *t)
+{
+    char twp[192], hall[96], sql[4096];
+    scope_exprs(t, "NEW", twp, sizeof twp, hall, sizeof hall);
+    const char *bump = "UPDATE sync_counter SET v = v + 1;";
+    snprintf(sql, sizeof sql,
+        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_ins AFTER INSERT ON \"%1$s\" BEGIN %2$s"
+        " INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, deleted)"
+        " VALUES ('%1$s', NEW.id, %3$s, %4$s, (SELECT v FROM sync_counter), 0)"
+        " ON CONFLICT (tbl, pk, township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0;"
+        " END;"
+        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_upd AFTER UPDATE ON \"%1$s\" BEGIN %2$s"
+        " UPDATE row_versions SET deleted = 1, vseq = (SELECT v FROM sync_counter)"
+        "  WHERE tbl = '%1$s' AND pk = OLD.id AND deleted = 0"
+        "  AND NOT (township_id = %3$s AND hall_id = %4$s); %2$s"
+        " INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, deleted)"
+        " VALUES ('%1$s', NEW.id, %3$s, %4$s, (SELECT v FROM sync_counter), 0)"
+        " ON CONFLICT (tbl, pk, township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0;"
+        " END;"
+        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_del AFTER DELETE ON \"%1$s\" BEGIN %2$s"
+        " UPDATE row_versions SET deleted = 1, vseq = (SELECT v FROM sync_counter)"
+        "  WHERE tbl = '%1$s' AND pk = OLD.id;"
+        " END;",
+        t->name, bump, twp, hall);
+    int rc = store_exec(db, sql);
+    if (rc != SYNC_OK || t->state_col < 0)
+        return rc;
+    /* A state column only moves forward, whoever writes it. */
+    const char *col = t->cols[t->state_col];
+    snprintf(sql, sizeof sql,
+        "CREATE TRIGGER IF NOT EXISTS state_%1$s_forward BEFORE UPDATE OF \"%2$s\" ON \"%1$s\""
+        " WHEN NEW.\"%2$s\" IS NOT OLD.\"%2$s\" BEGIN"
+        " SELECT RAISE(ABORT, 'state regression') WHERE"
+        "  coalesce((SELECT rank FROM sync_states WHERE tbl = '%1$s' AND col = '%2$s'"
+        "            AND value = NEW.\"%2$s\"), -1) <="
+        "  coalesce((SELECT rank FROM sync_states WHERE tbl = '%1$s' AND col = '%2$s'"
+        "            AND value = OLD.\"%2$s\"), -1);"
+        " END;", t->name, col);
+    return store_exec(db, sql);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The key file holds kx_pk | kx_sk | sign_pk | sign_sk (160 bytes). */
+static int load_keys(struct server *srv, char *err, size_t errlen)
+{
+    struct server_keys *k = &srv->keys;
+    uint8_t raw[160];
+    const char *path = srv->cfg.key_file;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, raw, sizeof raw);
+        close(fd);
+        if (n != (ssize_t)sizeof raw) {
+            snprintf(err, errlen, "key file %s is damaged (%zd bytes)", path, n);
+            return SYNC_EIO;
+        }
+    } else if (errno == ENOENT) {
+        crypto_kx_keypair(raw, raw + 32);
+        crypto_sign_keypair(raw + 64, raw + 96);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || write_all(fd, raw, sizeof raw) != 0 || fsync(fd) != 0) {
+            snprintf(err, errlen, "cannot write key file %s: %s", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            sodium_memzero(raw, sizeof raw);
+            return SYNC_EIO;
+        }
+        close(fd);
+        log_info("created server key file");
+    } else {
+        snprintf(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
+        return SYNC_EIO;
+    }
+    memcpy(k->kx_pk, raw, 32);
+    memcpy(k->kx_sk, raw + 32, 32);
+    memcpy(k->sign_pk, raw + 64, 32);
+    memcpy(k->sign_sk, raw + 96, 64);
+    sodium_memzero(raw, sizeof raw);
+    return SYNC_OK;
+}
+
+int store_open(struct server *srv, char *err, size_t errlen)
+{
+    const char *path = srv->cfg.db;
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return SYNC_ERROR;
+    }
+    if (sqlite3_open_v2(path, &srv->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                        SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", path,
+                 srv->db ? sqlite3_errmsg(srv->db) : "out of memory");
+        store_close(srv);
+        return SYNC_EIO;
+    }
+    sqlite3_busy_timeout(srv->db, 10000);
+    /* WAL + synchronous=FULL: an acknowledged batch survives power loss. */
+    int rc = store_exec(srv->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                                 "PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536");
+    if (rc == SYNC_OK && ids_register_sql(srv->db) != SYNC_OK)
+        rc = SYNC_ERROR;
+    if (rc != SYNC_OK)
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(srv->db));
+    if (rc == SYNC_OK)
+        rc = schema_apply(srv->db, SCHEMA_SERVER, err, errlen);
+    if (rc == SYNC_OK)
+        rc = policy_load(srv->db, &srv->pol, err, errlen);
+    for (int i = 0; rc == SYNC_OK && i < srv->pol->ntables; i++)
+        if ((rc = install_triggers(srv->db, &srv->pol->tables[i])) != SYNC_OK)
+            snprintf(err, errlen, "cannot install triggers: %s", sqlite3_errmsg(srv->db));
+    if (rc == SYNC_OK)
+        rc = load_keys(srv, err, errlen);
+    if (rc != SYNC_OK)
+        store_close(srv);
+    return rc;
+}
+
+void store_close(struct server *srv)
+{
+    sqlite3_close_v2(srv->db);
+    srv->db = NULL;
+    policy_free(srv->pol);
+    srv->pol = NULL;
+    sodium_memzero(&srv->keys, sizeof srv->keys);
+}
+
+int store_begin(sqlite3 *db)
+{
+    return store_exec(db, "BEGIN IMMEDIATE");
+}
+
+int store_end(sqlite3 *db, int status)
+{
+    if (status == SYNC_OK)
+        return store_exec(db, "COMMIT") == SYNC_OK ? SYNC_OK
+             : (sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SYNC_EIO);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return status;
+}

@@ -67,9 +67,12 @@ $(B)/sync-server: sync-server/main.c $(B)/libserver.a $(B)/libeldersync.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/eldersync: client-sdk/cli/eldersync.c $(B)/libeldersync.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(B)/tests/%: tests/%.c tests/*.h $(B)/libserver.a $(B)/libeldersync.a
+$(B)/tests/support.o: tests/support.c tests/*.h client-sdk/src/*.h sync-server/*.h
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -DES_BUILD_DIR='"$(B)"' -c -o $@ $<
+$(B)/tests/%: tests/%.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
 
 build/.deps-ok:
 	@sh .ci/deps.sh $(BUILD_PKGS) $(TEST_PKGS)

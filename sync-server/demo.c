@@ -501,7 +501,7 @@ static int gen_townships(struct demo *d)
             const char *name = TOWNSHIPS[t].villages[v];
             /* Residents' committees number from 001, villages from 201. */
             int suffix = strstr(name, "社区") ? 1 + ncommunity++ : 201 + nvillage++;
-            char code[16];
+            char code[32];
             snprintf(code, sizeof code, "%.9s%03d", TOWNSHIPS[t].code, suffix);
             id_new(tw->village_id[v]);
             st = d->st[S_VILLAGE];
@@ -639,9 +639,11 @@ static int gen_senior(struct demo *d, struct d_senior *p, int centenarian)
         else if (p->age >= 80)
             p->category = CAT_ADVANCED;
     }
-    p->subsidy_level = p->poverty != POV_NONE ? 2
-                     : p->category != CAT_ORDINARY ? 1
-                     : rng_pct(r, 12) ? 1 : 0;
+    /* Meal subsidy tiers: the poor and the 80+ get the most, the 70s
+     * a little, the 60s pay in full unless disabled (a few). */
+    p->subsidy_level = p->poverty != POV_NONE || p->age >= 80 ? 2
+                     : p->age >= 70 ? 1
+                     : rng_pct(r, 8) ? 1 : 0;
 
     char name[32];
     if (male)

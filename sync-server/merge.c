@@ -164,6 +164,32 @@ static void merge_update(struct merge_ctx *m, struct change *c)
     cJSON_Delete(loser);
 }
 
+/* Which constraint an INSERT breaks.  The session module resets its
+ * statement before calling us, so the extended code is gone; replay the
+ * insert in a savepoint to learn it, then undo. */
+static int probe_insert(struct merge_ctx *m, const struct change *c)
+{
+    char sql[1024];
+    size_t n = (size_t)snprintf(sql, sizeof sql, "INSERT INTO \"%s\" VALUES (", c->t->name);
+    for (int i = 0; i < c->t->ncol && n < sizeof sql; i++)
+        n += (size_t)snprintf(sql + n, sizeof sql - n, "%s?", i ? ", " : "");
+    if (n < sizeof sql)
+        snprintf(sql + n, sizeof sql - n, ")");
+    sqlite3_stmt *st = NULL;
+    int ext = SQLITE_CONSTRAINT;
+    if (sqlite3_exec(m->srv->db, "SAVEPOINT probe", NULL, NULL, NULL) != SQLITE_OK)
+        return ext;
+    if (sqlite3_prepare_v2(m->srv->db, sql, -1, &st, NULL) == SQLITE_OK) {
+        for (int i = 0; i < c->t->ncol; i++)
+            rowval_bind(st, i + 1, &c->new_[i]);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            ext = sqlite3_extended_errcode(m->srv->db);
+    }
+    sqlite3_finalize(st);
+    sqlite3_exec(m->srv->db, "ROLLBACK TO probe; RELEASE probe", NULL, NULL, NULL);
+    return ext;
+}
+
 static cJSON *row_json(const struct change *c, const struct cs_value *vals)
 {
     cJSON *o = cJSON_CreateObject();
@@ -223,6 +249,8 @@ int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
         break;
     case SQLITE_CHANGESET_CONSTRAINT: {
         int ext = sqlite3_extended_errcode(m->srv->db);
+        if (ext != SQLITE_CONSTRAINT_TRIGGER && op == SQLITE_INSERT)
+            ext = probe_insert(m, &c);
         const char *kind = ext == SQLITE_CONSTRAINT_TRIGGER ? "state_regression"
                          : ext == SQLITE_CONSTRAINT_UNIQUE && op == SQLITE_INSERT
                            ? "duplicate_claim" : "constraint";

@@ -26,7 +26,9 @@ struct test_case {
 };
 #define TEST(fn) { #fn, fn }
 
-static jmp_buf test_jmp_;
+/* Weak: one buffer shared by every object of a test binary (support.c
+ * asserts too). */
+__attribute__((weak)) jmp_buf test_jmp_;
 
 static inline void test_fail_(const char *file, int line, const char *what)
 {

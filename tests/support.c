@@ -1,0 +1,318 @@
+/* support.c - scratch dirs, seeded counties, server processes, tablets. */
+#include "support.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ids.h"
+#include "policy.h"
+#include "rowhash.h"
+#include "scope.h"
+#include "server.h"
+#include "store.h"
+#include "test.h"
+#include "util.h"
+
+#ifndef ES_BUILD_DIR
+#define ES_BUILD_DIR "build/release"
+#endif
+#define SERVER_BIN ES_BUILD_DIR "/sync-server"
+
+uint64_t rnd_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+unsigned rnd_below(uint64_t *s, unsigned n)
+{
+    return n ? (unsigned)(rnd_next(s) % n) : 0;
+}
+
+const char *xid(const uint8_t id[16], char buf[36])
+{
+    char hex[33];
+    hex_encode(hex, id, 16);
+    snprintf(buf, 36, "x'%s'", hex);
+    return buf;
+}
+
+void test_dir(char *dir, size_t n, const char *name)
+{
+    snprintf(dir, n, "/tmp/eldersync-%s-XXXXXX", name);
+    ASSERT_NOT_NULL(mkdtemp(dir));
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "  seed: %s\n", msg);
+        sqlite3_free(msg);
+        ASSERT(0);
+    }
+}
+
+void county_seed(const char *db, struct county *c)
+{
+    struct server srv;
+    char err[256], sql[512], a[36], b[36];
+    memset(&srv, 0, sizeof srv);
+    pthread_mutex_init(&srv.lock, NULL);
+    config_load(&srv.cfg, NULL, err, sizeof err);
+    snprintf(srv.cfg.db, sizeof srv.cfg.db, "%s", db);
+    config_finish(&srv.cfg);
+    if (store_open(&srv, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "  store_open: %s\n", err);
+        ASSERT(0);
+    }
+    exec_ok(srv.db, "BEGIN");
+    for (int t = 0; t < NTWP; t++) {
+        id_new(c->twp[t]);
+        snprintf(sql, sizeof sql, "INSERT INTO townships (id, code, name) VALUES (%s, '53012410%d', 'T%d')",
+                 xid(c->twp[t], a), t, t);
+        exec_ok(srv.db, sql);
+    }
+    static const int hall_twp[NHALL] = { 0, 0, 1 };
+    for (int h = 0; h < NHALL; h++) {
+        id_new(c->hall[h]);
+        c->hall_twp[h] = hall_twp[h];
+        snprintf(sql, sizeof sql, "INSERT INTO dining_halls (id, township_id, name, meal_price_fen) "
+                 "VALUES (%s, %s, 'H%d', 1000)", xid(c->hall[h], a), xid(c->twp[hall_twp[h]], b), h);
+        exec_ok(srv.db, sql);
+    }
+    id_new(c->campaign);
+    snprintf(sql, sizeof sql, "INSERT INTO campaigns (id, name, start_date, end_date, must_visit, "
+             "cash_fen) VALUES (%s, 'Double Ninth', '2026-10-01', '2026-12-31', 'centenarian', 20000)",
+             xid(c->campaign, a));
+    exec_ok(srv.db, sql);
+    for (int t = 0; t < NTWP; t++) {
+        for (int s = 0; s < NSENIOR; s++) {
+            id_new(c->senior[t][s]);
+            snprintf(sql, sizeof sql, "INSERT INTO seniors (id, township_id, name, id_card, category) "
+                     "VALUES (%s, %s, 'Senior %d-%d', '5301241930010100%02d', 'centenarian')",
+                     xid(c->senior[t][s], a), xid(c->twp[t], b), t, s, s);
+            exec_ok(srv.db, sql);
+        }
+        for (int k = 0; k < NCASE; k++) {
+            id_new(c->rcase[t][k]);
+            snprintf(sql, sizeof sql, "INSERT INTO retrofit_cases (id, township_id, senior_id, "
+                     "target_year) VALUES (%s, %s, %s, 2026)", xid(c->rcase[t][k], a),
+                     xid(c->twp[t], b), xid(c->senior[t][k], err));
+            exec_ok(srv.db, sql);
+        }
+    }
+    exec_ok(srv.db, "COMMIT");
+    store_close(&srv);
+    pthread_mutex_destroy(&srv.lock);
+}
+
+/* Reads the "listening on http://127.0.0.1:PORT" line from the child. */
+static int read_port(int fd)
+{
+    char line[512];
+    size_t n = 0;
+    struct pollfd pf = { fd, POLLIN, 0 };
+    while (n < sizeof line - 1 && poll(&pf, 1, 15000) > 0) {
+        ssize_t r = read(fd, line + n, sizeof line - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        line[n] = '\0';
+        char *p = strstr(line, "127.0.0.1:");
+        if (p && strchr(p, ' '))
+            return atoi(p + 10);
+    }
+    return -1;
+}
+
+static int spawn(struct srv_proc *p, int port)
+{
+    int fds[2];
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        FILE *log = fopen(p->log, "a");
+        if (log)
+            dup2(fileno(log), 2);
+        close(fds[0]);
+        execl(SERVER_BIN, SERVER_BIN, "--db", p->db, "--listen", listen, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    int got = read_port(fds[0]);
+    close(fds[0]);
+    if (got <= 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    p->pid = pid;
+    p->port = got;
+    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", got);
+    return 0;
+}
+
+void srv_start(struct srv_proc *p, const char *dir, const char *db)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->dir, sizeof p->dir, "%s", dir);
+    snprintf(p->db, sizeof p->db, "%s", db);
+    snprintf(p->log, sizeof p->log, "%s/server.log", dir);
+    ASSERT_EQ(spawn(p, 0), 0);
+}
+
+void srv_restart(struct srv_proc *p)
+{
+    for (int i = 0; i < 100; i++) {
+        if (spawn(p, p->port) == 0)
+            return;
+        usleep(50000);                /* the port may linger briefly */
+    }
+    ASSERT(0);
+}
+
+static void reap(struct srv_proc *p, int sig)
+{
+    if (p->pid > 0) {
+        kill(p->pid, sig);
+        waitpid(p->pid, NULL, 0);
+    }
+    p->pid = 0;
+}
+
+void srv_stop(struct srv_proc *p) { reap(p, SIGTERM); }
+void srv_kill(struct srv_proc *p) { reap(p, SIGKILL); }
+
+/* Runs the server binary with args; returns its first stdout line. */
+static int run_cmd(const struct srv_proc *p, char *const argv[], char *out, size_t n)
+{
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        FILE *log = fopen(p->log, "a");
+        if (log)
+            dup2(fileno(log), 2);
+        close(fds[0]);
+        execv(SERVER_BIN, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t r;
+    while (got < n - 1 && (r = read(fds[0], out + got, n - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    char *nl = strchr(out, '\n');
+    if (nl)
+        *nl = '\0';
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void srv_code(const struct srv_proc *p, const char *role, const uint8_t scope[16], char *code,
+              size_t n)
+{
+    char hex[33];
+    hex_encode(hex, scope, 16);
+    char *argv[] = { SERVER_BIN, "--db", (char *)p->db, "enroll-code", "--role", (char *)role,
+                     "--scope", hex, NULL };
+    ASSERT_EQ(run_cmd(p, argv, code, n), 0);
+    ASSERT_EQ(strlen(code), 19);
+}
+
+void srv_exec(const struct srv_proc *p, const char *sql)
+{
+    char out[256];
+    char *argv[] = { SERVER_BIN, "--db", (char *)p->db, "exec", (char *)sql, NULL };
+    ASSERT_EQ(run_cmd(p, argv, out, sizeof out), 0);
+}
+
+struct sync_client *tablet_new(const struct srv_proc *p, const char *name, const char *role,
+                               const uint8_t scope[16])
+{
+    char path[256], code[64], err[256];
+    struct sync_client *c = NULL;
+    snprintf(path, sizeof path, "%s/%s.db", p->dir, name);
+    srv_code(p, role, scope, code, sizeof code);
+    if (sync_client_open(&c, path, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "  open %s: %s\n", path, err);
+        ASSERT(0);
+    }
+    if (sync_enroll(c, p->url, code) != SYNC_OK) {
+        fprintf(stderr, "  enroll %s: %s\n", name, sync_client_errmsg(c));
+        ASSERT(0);
+    }
+    return c;
+}
+
+static sqlite3 *open_ro(const char *db, struct policy **pol)
+{
+    sqlite3 *h = NULL;
+    char err[256];
+    ASSERT_EQ(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(h, 10000);
+    ASSERT_EQ(policy_load(h, pol, err, sizeof err), SYNC_OK);
+    return h;
+}
+
+void proj_hash(const char *db, const char *role, const uint8_t twp[16], const uint8_t *hall,
+               uint8_t out[32])
+{
+    struct policy *pol = NULL;
+    sqlite3 *h = open_ro(db, &pol);
+    struct device dev;
+    memset(&dev, 0, sizeof dev);
+    dev.role = role_bit(role);
+    memcpy(dev.township, twp, 16);
+    if (hall) {
+        memcpy(dev.hall, hall, 16);
+        dev.has_hall = 1;
+    }
+    ASSERT_EQ(rowhash_compute(h, pol, dev.role, scope_filter, &dev, out), SYNC_OK);
+    policy_free(pol);
+    sqlite3_close(h);
+}
+
+void server_hash(const char *db, uint8_t out[32])
+{
+    struct policy *pol = NULL;
+    sqlite3 *h = open_ro(db, &pol);
+    ASSERT_EQ(rowhash_compute(h, pol, ~0u, NULL, NULL, out), SYNC_OK);
+    policy_free(pol);
+    sqlite3_close(h);
+}
+
+long server_count(const char *db, const char *sql)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    long n = -1;
+    ASSERT_EQ(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(h, 10000);
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = (long)sqlite3_column_int64(st, 0);
+    else
+        fprintf(stderr, "  server_count: %s\n", sqlite3_errmsg(h));
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return n;
+}

@@ -1,0 +1,70 @@
+/* support.h - helpers for tests that need a county, a running server and
+ * tablets.  Servers run as child processes on 127.0.0.1 with an
+ * OS-chosen port and are stopped by PID. */
+#ifndef TEST_SUPPORT_H
+#define TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "eldersync.h"
+
+#define NTWP     3
+#define NHALL    3
+#define NSENIOR  24
+#define NCASE    4
+
+/* A small county seeded by county_seed(): townships T0..T2; halls H0, H1 in
+ * T0 and H2 in T1; NSENIOR seniors and NCASE retrofit cases per township;
+ * one cash campaign. */
+struct county {
+    uint8_t twp[NTWP][16];
+    uint8_t hall[NHALL][16];
+    int     hall_twp[NHALL];
+    uint8_t senior[NTWP][NSENIOR][16];
+    uint8_t rcase[NTWP][NCASE][16];
+    uint8_t campaign[16];
+};
+
+struct srv_proc {
+    pid_t pid;
+    int   port;
+    char  dir[128];          /* scratch directory of this test */
+    char  db[192];
+    char  url[64];
+    char  log[192];
+};
+
+/* A fresh scratch directory under /tmp; dir gets its path. */
+void test_dir(char *dir, size_t n, const char *name);
+/* Creates db and fills it with the county above (in-process, server schema). */
+void county_seed(const char *db, struct county *c);
+/* Starts sync-server on db; fills p.  Aborts the test on failure. */
+void srv_start(struct srv_proc *p, const char *dir, const char *db);
+/* Restarts on the same port after srv_kill/srv_stop. */
+void srv_restart(struct srv_proc *p);
+void srv_stop(struct srv_proc *p);     /* SIGTERM, wait */
+void srv_kill(struct srv_proc *p);     /* SIGKILL, wait */
+/* Runs `sync-server enroll-code`; code gets the one-line code. */
+void srv_code(const struct srv_proc *p, const char *role, const uint8_t scope[16], char *code,
+              size_t n);
+/* Runs `sync-server exec SQL` against the server's database. */
+void srv_exec(const struct srv_proc *p, const char *sql);
+/* Opens dir/<name>.db and enrolls it with role and scope. */
+struct sync_client *tablet_new(const struct srv_proc *p, const char *name, const char *role,
+                               const uint8_t scope[16]);
+/* The server's projection hash for a device of role/township/hall (hall
+ * NULL for township roles), computed independently of row_versions. */
+void proj_hash(const char *db, const char *role, const uint8_t twp[16], const uint8_t *hall,
+               uint8_t out[32]);
+/* Hash of every synced row on the server (role mask all, no filter). */
+void server_hash(const char *db, uint8_t out[32]);
+/* count(*) of a query with no parameters on the server database. */
+long server_count(const char *db, const char *sql);
+/* x'...' literal for an id, into a caller buffer of 36 bytes. */
+const char *xid(const uint8_t id[16], char buf[36]);
+/* Small deterministic PRNG. */
+uint64_t rnd_next(uint64_t *s);
+unsigned rnd_below(uint64_t *s, unsigned n);
+
+#endif

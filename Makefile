@@ -74,6 +74,9 @@ $(B)/tests/%: tests/%.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/lib
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
 
+$(B)/bench: tests/bench.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
+
 build/.deps-ok:
 	@sh .ci/deps.sh $(BUILD_PKGS) $(TEST_PKGS)
 	@mkdir -p build && touch $@

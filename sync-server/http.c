@@ -44,6 +44,10 @@ int http_status_for(int s)
 static void send_reply(struct mg_connection *conn, int status, const char *type,
                        const void *body, size_t len, const char *extra)
 {
+    /* A refusal sent before the body was read must end the connection,
+     * or CivetWeb would wait for (or drain) the unread body. */
+    if (extra && strstr(extra, "Connection: close"))
+        mg_disable_connection_keep_alive(conn);
     mg_printf(conn, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
               "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
               status, mg_get_response_code_text(conn, status), type, len, extra ? extra : "");

@@ -30,7 +30,7 @@ static void record(struct merge_ctx *m, const struct pol_table *t, const struct 
 {
     sqlite3_stmt *st = NULL;
     uint8_t twp[16];
-    int ntwp = scopev ? scope_township(m->srv->db, t, scopev, twp) : -1;
+    int ntwp = scopev ? scope_township(m->srv, t, scopev, twp) : -1;
     char *w = winner ? cJSON_PrintUnformatted(winner) : NULL;
     char *l = loser ? cJSON_PrintUnformatted(loser) : NULL;
     if (sqlite3_prepare_v2(m->srv->db, "INSERT INTO conflicts (created_at, device_id, batch_seq, "

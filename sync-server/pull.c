@@ -65,7 +65,7 @@ static int add_row(struct server *srv, struct page *pg, int ti, const void *pk, 
     int found = 0;
     if (!deleted) {
         snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" WHERE id = ?1", t->name);
-        if (sqlite3_prepare_v2(srv->db, sql, -1, &st, NULL) != SQLITE_OK)
+        if ((st = store_stmt(srv, sql)) == NULL)
             return SYNC_EIO;
         sqlite3_bind_blob(st, 1, pk, pklen, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_count(st) == t->ncol) {
@@ -93,7 +93,8 @@ static int add_row(struct server *srv, struct page *pg, int ti, const void *pk, 
                      found ? vals : NULL);
     pg->bytes += pg->w[ti].b.len - before;
     pg->rows++;
-    sqlite3_finalize(st);
+    if (st)
+        sqlite3_reset(st);
     return pg->w[ti].b.oom ? SYNC_ENOMEM : SYNC_OK;
 }
 

@@ -114,29 +114,30 @@ static int validate_all(struct server *srv, const struct batch *b, size_t *nchan
     return SYNC_OK;
 }
 
-/* The scope value of the row as it is on the server; 0 if it exists. */
+/* The scope value of table t's row pk as it is on the server, copied into
+ * buf; 0 if the row exists, -1 if not. */
 static int current_scope(struct server *srv, const struct pol_table *t, const struct cs_value *pk,
-                         uint8_t *buf, struct cs_value *out)
+                         uint8_t buf[16], struct cs_value *out)
 {
     char sql[160];
-    sqlite3_stmt *st = NULL;
     int rc = -1;
     snprintf(sql, sizeof sql, "SELECT \"%s\" FROM \"%s\" WHERE id = ?1", t->cols[t->scope_col],
              t->name);
-    if (sqlite3_prepare_v2(srv->db, sql, -1, &st, NULL) == SQLITE_OK) {
-        rowval_bind(st, 1, pk);
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            rowval_column(out, st, 0);
-            if (out->type == CS_BLOB || out->type == CS_TEXT) {
-                size_t n = out->n < 16 ? out->n : 16;    /* ids are 16 bytes */
-                memcpy(buf, out->p, n);
-                out->p = buf;
-                out->n = n;
-            }
-            rc = 0;
+    sqlite3_stmt *st = store_stmt(srv, sql);
+    if (st == NULL)
+        return -1;
+    rowval_bind(st, 1, pk);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        rowval_column(out, st, 0);
+        if (out->type == CS_BLOB || out->type == CS_TEXT) {
+            size_t n = out->n < 16 ? out->n : 16;    /* ids are 16 bytes */
+            memcpy(buf, out->p, n);
+            out->p = buf;
+            out->n = n;
         }
+        rc = 0;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc;
 }
 
@@ -145,7 +146,34 @@ static const char *op_verb(int op)
     return op == CS_INSERT ? "insert into" : op == CS_UPDATE ? "update" : "delete from";
 }
 
-/* Checks one change against the device's role and scope. */
+static const char *scope_noun(const struct pol_table *t)
+{
+    return t->scope == SCOPE_HALL ? "dining hall" : "township";
+}
+
+/* Rows a change points at (a meal's senior, a visit's senior, an item's
+ * case) must be rows the device may see: a tablet cannot spend another
+ * township's campaign cash or attach work to another township's case. */
+static int authorise_refs(struct server *srv, const struct device *dev, const struct pol_table *t,
+                          const struct cs_iter *it, struct outcome *o)
+{
+    for (int i = 0; i < t->ncol; i++) {
+        const struct cs_value *v = &it->new_[i];
+        if (t->ref[i] < 0 || v->type != CS_BLOB)
+            continue;
+        const struct pol_table *r = &srv->pol->tables[t->ref[i]];
+        uint8_t buf[16];
+        struct cs_value rs;
+        if (current_scope(srv, r, v, buf, &rs) == 0 && !scope_visible(srv, dev, r, &rs))
+            return outcome_set(o, SYNC_EFORBIDDEN, "out_of_scope",
+                               "%s.%s refers to a %s row of another %s", t->name, t->cols[i],
+                               r->name, scope_noun(r));
+    }
+    return SYNC_OK;
+}
+
+/* Checks one change against the device's role and scope, using the rows as
+ * they are on the server, never the old values the change claims. */
 static int authorise_change(struct server *srv, const struct device *dev, const struct cs_iter *it,
                             struct outcome *o)
 {
@@ -160,15 +188,14 @@ static int authorise_change(struct server *srv, const struct device *dev, const 
         return outcome_set(o, SYNC_EPROTO, "bad_id", "%s: ids are 16-byte blobs", t->name);
     uint8_t buf[16];
     struct cs_value cur;
-    if (current_scope(srv, t, pk, buf, &cur) == 0 && !scope_contains(srv->db, dev, t, &cur))
+    if (current_scope(srv, t, pk, buf, &cur) == 0 && !scope_contains(srv, dev, t, &cur))
         return outcome_set(o, SYNC_EFORBIDDEN, "out_of_scope",
-                           "%s: the row belongs to another %s", t->name,
-                           t->scope == SCOPE_HALL ? "dining hall" : "township");
+                           "%s: the row belongs to another %s", t->name, scope_noun(t));
     const struct cs_value *next = it->op == CS_DELETE ? NULL : &it->new_[t->scope_col];
-    if (next && next->type != CS_UNDEF && !scope_contains(srv->db, dev, t, next))
+    if (next && next->type != CS_UNDEF && !scope_contains(srv, dev, t, next))
         return outcome_set(o, SYNC_EFORBIDDEN, "out_of_scope",
                            "%s: %s would put the row outside this device's %s", t->name,
-                           t->cols[t->scope_col], t->scope == SCOPE_HALL ? "dining hall" : "township");
+                           t->cols[t->scope_col], scope_noun(t));
     for (int i = 0; it->op != CS_DELETE && i < t->ncol; i++) {
         const struct cs_value *v = &it->new_[i];
         if (((t->protected_ >> i) & 1) && v->type != CS_UNDEF &&
@@ -186,7 +213,7 @@ static int authorise_change(struct server *srv, const struct device *dev, const 
                                    t->name, t->cols[i], s->value);
         }
     }
-    return SYNC_OK;
+    return it->op == CS_DELETE ? SYNC_OK : authorise_refs(srv, dev, t, it, o);
 }
 
 /* Authorises every change of one changeset, then applies it. */
@@ -255,9 +282,9 @@ static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
     if (sqlite3_step(st) == SQLITE_ROW)
         last = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    o->expected_seq = last + 1;
     if (seq == (uint64_t)last + 1)
         return 1;
+    o->expected_seq = last + 1;
     if (seq > (uint64_t)last + 1)
         return outcome_set(o, SYNC_ECONFLICT, "seq_gap",
                            "batch_seq %llu skips ahead; the server expects %lld",

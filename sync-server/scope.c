@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include "store.h"
 #include "util.h"
 
 static int is_id(const struct cs_value *v)
@@ -10,23 +11,22 @@ static int is_id(const struct cs_value *v)
     return v->type == CS_BLOB && v->n == 16;
 }
 
-static int hall_township(sqlite3 *db, const uint8_t *hall, uint8_t out[16])
+static int hall_township(struct server *srv, const uint8_t *hall, uint8_t out[16])
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = store_stmt(srv, "SELECT township_id FROM dining_halls WHERE id = ?1");
     int rc = -1;
-    if (sqlite3_prepare_v2(db, "SELECT township_id FROM dining_halls WHERE id = ?1", -1, &st,
-                           NULL) == SQLITE_OK) {
+    if (st) {
         sqlite3_bind_blob(st, 1, hall, 16, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 16) {
             memcpy(out, sqlite3_column_blob(st, 0), 16);
             rc = 16;
         }
+        sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
     return rc;
 }
 
-int scope_township(sqlite3 *db, const struct pol_table *t, const struct cs_value *v,
+int scope_township(struct server *srv, const struct pol_table *t, const struct cs_value *v,
                    uint8_t out[16])
 {
     if (t->scope == SCOPE_COUNTY)
@@ -37,10 +37,10 @@ int scope_township(sqlite3 *db, const struct pol_table *t, const struct cs_value
         memcpy(out, v->p, 16);
         return 16;
     }
-    return hall_township(db, v->p, out);
+    return hall_township(srv, v->p, out);
 }
 
-int scope_contains(sqlite3 *db, const struct device *dev, const struct pol_table *t,
+int scope_contains(struct server *srv, const struct device *dev, const struct pol_table *t,
                    const struct cs_value *v)
 {
     uint8_t twp[16];
@@ -50,7 +50,13 @@ int scope_contains(sqlite3 *db, const struct device *dev, const struct pol_table
         return memcmp(v->p, dev->township, 16) == 0;
     if (dev->has_hall)
         return memcmp(v->p, dev->hall, 16) == 0;
-    return hall_township(db, v->p, twp) == 16 && memcmp(twp, dev->township, 16) == 0;
+    return hall_township(srv, v->p, twp) == 16 && memcmp(twp, dev->township, 16) == 0;
+}
+
+int scope_visible(struct server *srv, const struct device *dev, const struct pol_table *t,
+                  const struct cs_value *v)
+{
+    return t->scope == SCOPE_COUNTY || scope_contains(srv, dev, t, v);
 }
 
 int scope_filter(void *ctx, const struct pol_table *t, char *buf, size_t n)

@@ -11,13 +11,19 @@
 #include "server.h"
 #include "changeset.h"
 
-/* 1 if a row of t whose scope column holds v lies in dev's scope, else 0. */
-int scope_contains(sqlite3 *db, const struct device *dev, const struct pol_table *t,
+/* Callers hold srv->lock. */
+
+/* 1 if a row of t whose scope column holds v lies in dev's scope, else 0.
+ * County rows lie in no device's scope (no tablet writes them). */
+int scope_contains(struct server *srv, const struct device *dev, const struct pol_table *t,
                    const struct cs_value *v);
+/* 1 if dev may see such a row: its scope, or a county row. */
+int scope_visible(struct server *srv, const struct device *dev, const struct pol_table *t,
+                  const struct cs_value *v);
 
 /* The township a row of t with scope value v belongs to: 16 bytes, or 0
  * bytes for county rows.  Returns the length written, -1 if unknown. */
-int scope_township(sqlite3 *db, const struct pol_table *t, const struct cs_value *v,
+int scope_township(struct server *srv, const struct pol_table *t, const struct cs_value *v,
                    uint8_t out[16]);
 
 /* rowhash_filter_fn: ctx is a const struct device *.  The projection of

@@ -18,9 +18,16 @@ struct server_keys {
     uint8_t sign_pk[32], sign_sk[64];
 };
 
+#define STORE_STMTS 64
+
 struct server {
     struct config       cfg;
     sqlite3            *db;      /* guarded by lock: writes are serial anyway */
+    struct {                     /* prepared statements, by SQL text */
+        char         *sql;
+        sqlite3_stmt *st;
+    } stmts[STORE_STMTS];
+    int                 nstmts;
     pthread_mutex_t     lock;
     struct policy      *pol;
     struct server_keys  keys;

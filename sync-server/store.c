@@ -214,8 +214,44 @@ int store_open(struct server *srv, char *err, size_t errlen)
     return rc;
 }
 
+sqlite3_stmt *store_stmt(struct server *srv, const char *sql)
+{
+    for (int i = 0; i < srv->nstmts; i++) {
+        if (strcmp(srv->stmts[i].sql, sql) == 0) {
+            sqlite3_reset(srv->stmts[i].st);
+            sqlite3_clear_bindings(srv->stmts[i].st);
+            return srv->stmts[i].st;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(srv->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("cannot prepare a statement: %s", sqlite3_errmsg(srv->db));
+        return NULL;
+    }
+    if (srv->nstmts == STORE_STMTS) {        /* full: drop the oldest */
+        sqlite3_finalize(srv->stmts[0].st);
+        free(srv->stmts[0].sql);
+        memmove(&srv->stmts[0], &srv->stmts[1], sizeof srv->stmts[0] * (STORE_STMTS - 1));
+        srv->nstmts--;
+    }
+    char *copy = strdup(sql);
+    if (copy == NULL) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    srv->stmts[srv->nstmts].sql = copy;
+    srv->stmts[srv->nstmts].st = st;
+    srv->nstmts++;
+    return st;
+}
+
 void store_close(struct server *srv)
 {
+    for (int i = 0; i < srv->nstmts; i++) {
+        sqlite3_finalize(srv->stmts[i].st);
+        free(srv->stmts[i].sql);
+    }
+    srv->nstmts = 0;
     sqlite3_close_v2(srv->db);
     srv->db = NULL;
     policy_free(srv->pol);

@@ -21,6 +21,11 @@ int64_t store_counter(sqlite3 *db);
 
 
 
+/* A prepared statement for sql, compiled once per connection and reset
+ * for reuse (bindings cleared).  Call with srv->lock held.  The statement
+ * belongs to the cache: do not finalize it.  NULL if sql does not compile. */
+sqlite3_stmt *store_stmt(struct server *srv, const char *sql);
+
 /* BEGIN IMMEDIATE; and COMMIT (status SYNC_OK) or ROLLBACK (otherwise).
  * store_end returns status, or SYNC_EIO if the commit failed. */
 int store_begin(sqlite3 *db);

@@ -100,6 +100,8 @@ struct sync_stats {
     long    conflicts;       /* conflicts the server recorded for our batches */
     long    quarantined;     /* entries the server refused */
     int64_t cursor;
+    int64_t bytes_up;        /* request bytes sent, HTTP headers included */
+    int64_t bytes_down;      /* reply bodies received */
 };
 
 /*

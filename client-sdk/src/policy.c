@@ -202,6 +202,32 @@ static int load_states(sqlite3 *db, struct policy *p, char *err, size_t errlen)
     return rc;
 }
 
+/* Which synced table each column refers to, from the foreign keys. */
+static int load_refs(sqlite3 *db, struct policy *p, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT \"from\", \"table\" FROM pragma_foreign_key_list(?1)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "foreign_key_list: %s", sqlite3_errmsg(db));
+        return SYNC_EIO;
+    }
+    for (int i = 0; i < p->ntables; i++) {
+        struct pol_table *t = &p->tables[i];
+        for (int c = 0; c < POL_MAXCOL; c++)
+            t->ref[c] = -1;
+        sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            int c = policy_col(t, col_text(st, 0));
+            const struct pol_table *r = policy_table(p, col_text(st, 1));
+            if (c >= 0 && r)
+                t->ref[c] = (int)(r - p->tables);
+        }
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return SYNC_OK;
+}
+
 int policy_load(sqlite3 *db, struct policy **out, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
@@ -231,6 +257,8 @@ int policy_load(sqlite3 *db, struct policy **out, char *err, size_t errlen)
     sqlite3_finalize(st);
     if (rc == SYNC_OK)
         rc = load_states(db, p, err, errlen);
+    if (rc == SYNC_OK)
+        rc = load_refs(db, p, err, errlen);
     if (rc != SYNC_OK) {
         free(p);
         return rc;

@@ -43,6 +43,7 @@ struct pol_table {
     unsigned  read_roles, insert_roles, update_roles, delete_roles;
     uint64_t  personal;      /* bit i: column i holds personal data */
     uint64_t  protected_;    /* bit i: only the county may set column i */
+    int       ref[POL_MAXCOL];/* synced table column i refers to (index), or -1 */
     int       nstates;
     struct pol_state states[16];
 };

@@ -77,6 +77,10 @@ static int request(struct sync_client *c, const char *path, int kind, uint64_t s
     struct http_response r;
     rc = http_post(c->server_url, path, NULL, env, envlen, c->timeout_ms,
                    REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
+    if (rc == SYNC_OK) {
+        c->bytes_up += (int64_t)r.sent;
+        c->bytes_down += (int64_t)r.len;
+    }
     int fault = rc == SYNC_OK && c->hooks.after_reply ? c->hooks.after_reply(c->hooks.ctx, path) : 0;
     if (fault == 2) {                         /* duplicate the request */
         http_response_free(&r);
@@ -314,13 +318,24 @@ static int push_once(struct sync_client *c, struct sync_stats *stats)
     return rc;
 }
 
+static void count_bytes(struct sync_client *c, struct sync_stats *stats, int64_t up,
+                        int64_t down)
+{
+    if (stats) {
+        stats->bytes_up += c->bytes_up - up;
+        stats->bytes_down += c->bytes_down - down;
+    }
+}
+
 int sync_push(struct sync_client *c, struct sync_stats *stats)
 {
     int rc;
+    int64_t up = c->bytes_up, down = c->bytes_down;
     if (!c->enrolled)
         return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet");
     while ((rc = push_once(c, stats)) == 1)
         ;
+    count_bytes(c, stats, up, down);
     return rc;
 }
 
@@ -653,10 +668,12 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
 int sync_pull(struct sync_client *c, struct sync_stats *stats)
 {
     int more = 1, rc = SYNC_OK;
+    int64_t up = c->bytes_up, down = c->bytes_down;
     if (!c->enrolled)
         return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet");
     while (rc == SYNC_OK && more)
         rc = pull_once(c, stats, &more);
+    count_bytes(c, stats, up, down);
     return rc;
 }
 

@@ -181,7 +181,8 @@ static int write_all(struct mg_connection *c, const void *data, size_t len)
 
 static int send_request(struct mg_connection *c, const struct target *t,
                         const char *method, const char *path,
-                        const char *ctype, const void *body, size_t len)
+                        const char *ctype, const void *body, size_t len,
+                        size_t *sent)
 {
     char head[MAX_HOST + MAX_PATH + MAX_CTYPE + 256];
     int n;
@@ -202,6 +203,7 @@ static int send_request(struct mg_connection *c, const struct target *t,
         return -1;                      /* cannot happen: inputs are capped */
     if (write_all(c, head, (size_t)n) != 0)
         return -1;
+    *sent = (size_t)n + len;
     return len > 0 ? write_all(c, body, len) : 0;
 }
 
@@ -372,12 +374,14 @@ static int request(const char *method, const char *url, const char *path,
         return SYNC_ENET;
 
     int rc;
-    if (send_request(c, &t, method, path, ctype, body, len) != 0) {
+    size_t sent = 0;
+    if (send_request(c, &t, method, path, ctype, body, len, &sent) != 0) {
         errf(errbuf, errlen, "connection to %s:%d cut while sending the "
              "request", t.host, t.port);
         rc = SYNC_ENET;
     } else {
         rc = read_response(c, &t, deadline, max_body, resp, errbuf, errlen);
+        resp->sent = sent;
     }
     mg_close_connection(c);
     if (rc != SYNC_OK)

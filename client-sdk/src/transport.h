@@ -23,6 +23,7 @@ struct http_response {
     uint8_t *body;              /* malloc'd; NULL when len is 0 */
     size_t   len;
     char     retry_after[32];   /* Retry-After header value, "" if absent */
+    size_t   sent;              /* request bytes written: headers and body */
 };
 
 /* POSTs len bytes of body to url + path, e.g. url "http://127.0.0.1:8080"

@@ -225,10 +225,10 @@ int auth_enroll(struct server *srv, const char *body, size_t len, char **reply,
         code_hash(norm, hash);
         cJSON *out = cJSON_CreateObject();
         pthread_mutex_lock(&srv->lock);
-        rc = store_begin(srv->db);
+        rc = store_begin(srv);
         if (rc == SYNC_OK) {
             rc = enroll_tx(srv, hash, kx, sig, req, out, o);
-            rc = store_end(srv->db, rc);
+            rc = store_end(srv, rc);
         } else
             outcome_set(o, rc, "storage", "database busy");
         pthread_mutex_unlock(&srv->lock);

@@ -1144,10 +1144,7 @@ int demo_init(sqlite3 *db, uint64_t seed, const char *today, char *err, size_t e
         return SYNC_EINVAL;
     }
     civil_from_days(d.today, &d.year, &d.month, &d.day);
-    if (!sqlite3_get_autocommit(db)) {
-        set_err(err, errlen, "demo: a transaction is already open", NULL);
-        return SYNC_EINVAL;
-    }
+    int own = sqlite3_get_autocommit(db);   /* else join the caller's */
     if (sodium_init() < 0) {
         set_err(err, errlen, "demo: libsodium failed to initialise", NULL);
         return SYNC_ERROR;
@@ -1163,7 +1160,7 @@ int demo_init(sqlite3 *db, uint64_t seed, const char *today, char *err, size_t e
     }
 
     int rc;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    if (own && sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         rc = db_fail(&d, "demo: cannot begin");
         goto out;
     }
@@ -1176,9 +1173,9 @@ int demo_init(sqlite3 *db, uint64_t seed, const char *today, char *err, size_t e
         rc = generate(&d);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(d.st[i]);
-    if (rc == SYNC_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (own && rc == SYNC_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         rc = db_fail(&d, "demo: cannot commit");
-    if (rc != SYNC_OK && !sqlite3_get_autocommit(db))
+    if (own && rc != SYNC_OK && !sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 out:
     free(d.s);

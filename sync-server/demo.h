@@ -20,10 +20,10 @@
  * 14 days up to and including it.  The same seed gives the same data except
  * for the ids, which come from id_new() (sodium_init() is called here too).
  *
- * One transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error), so
- * db must not be inside a transaction.  Returns SYNC_OK; SYNC_EINVAL for a
- * bad argument, an open transaction, or a townships table that already has
- * rows; SYNC_EIO if SQLite failed.  err (may be NULL) receives a message. */
+ * One transaction: its own (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any
+ * error), or the caller's if one is open (the caller then commits or rolls
+ * back).  Returns SYNC_OK; SYNC_EINVAL for a bad argument or a townships
+ * table that already has rows; SYNC_EIO if SQLite failed.  err (may be NULL) receives a message. */
 int demo_init(sqlite3 *db, uint64_t seed, const char *today, char *err,
               size_t errlen);
 

@@ -105,7 +105,10 @@ static int cmd_demo_init(struct server *srv)
 {
     char err[256], today[11];
     local_date(srv->cfg.timezone, today);
-    if (demo_init(srv->db, 20261130, today, err, sizeof err) != SYNC_OK) {
+    int rc = store_begin(srv);
+    if (rc == SYNC_OK)
+        rc = store_end(srv, demo_init(srv->db, 20261130, today, err, sizeof err));
+    if (rc != SYNC_OK) {
         fprintf(stderr, "sync-server: demo-init: %s\n", err);
         return 1;
     }
@@ -117,13 +120,13 @@ static int cmd_demo_init(struct server *srv)
 static int cmd_exec(struct server *srv, const char *sql)
 {
     char *msg = NULL;
-    int rc = store_begin(srv->db);
+    int rc = store_begin(srv);
     if (rc == SYNC_OK && sqlite3_exec(srv->db, sql, NULL, NULL, &msg) != SQLITE_OK)
         rc = SYNC_EINVAL;
     if (rc == SYNC_EINVAL)
         fprintf(stderr, "sync-server: exec: %s\n", msg ? msg : sqlite3_errmsg(srv->db));
     sqlite3_free(msg);
-    rc = store_end(srv->db, rc);
+    rc = store_end(srv, rc);
     if (rc == SYNC_OK)
         printf("%d row(s) changed\n", sqlite3_total_changes(srv->db));
     return rc == SYNC_OK ? 0 : 1;

@@ -213,6 +213,7 @@ int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
     const char *tab;
     int ncol, op, indirect;
     struct change c;
+    m->calls++;
     if (type == SQLITE_CHANGESET_FOREIGN_KEY) {
         m->fk_failed = 1;
         return SQLITE_CHANGESET_ABORT;
@@ -243,6 +244,13 @@ int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
                b = row_json(&c, op == SQLITE_DELETE ? c.old : c.new_));
         break;
     case SQLITE_CHANGESET_CONFLICT:
+        /* push.c authorised the insert's own scope; the row already here
+         * must be in the device's scope too, or its values would leak into
+         * a conflict record the device's supervisors can read. */
+        if (!scope_contains(m->srv, m->dev, c.t, &c.cur[c.t->scope_col])) {
+            m->forbidden = 1;
+            return SQLITE_CHANGESET_ABORT;
+        }
         if (!same_row(&c))
             record(m, c.t, pk, scopev, "insert_exists", a = row_json(&c, c.cur),
                    b = row_json(&c, c.new_));

@@ -10,7 +10,9 @@ struct merge_ctx {
     const struct device *dev;
     int64_t              batch_seq;
     long                 conflicts;    /* records written */
+    long                 calls;        /* handler invocations */
     int                  fk_failed;    /* a foreign key was left dangling */
+    int                  forbidden;    /* an insert met a row outside the scope */
     int                  failed;       /* storage error inside the handler */
 };
 
@@ -21,7 +23,8 @@ struct merge_ctx {
  *   state:   as lww, but the state column takes the furthest legal state
  *   domain uniqueness (duplicate meal claim, second cash handout) ->
  *            omitted and recorded as duplicate_claim
- *   foreign key -> abort the batch */
+ *   foreign key -> abort the batch
+ *   an insert whose id exists in another scope -> abort (forbidden) */
 int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it);
 
 #endif

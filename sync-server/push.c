@@ -151,32 +151,50 @@ static const char *scope_noun(const struct pol_table *t)
     return t->scope == SCOPE_HALL ? "dining hall" : "township";
 }
 
+/* One batch's authorisation state: the rows already found visible, so a
+ * lunch batch of 60 meals looks its hall up once. */
+#define REF_SLOTS 256
+struct authz {
+    struct server       *srv;
+    const struct device *dev;
+    struct { uint8_t id[16]; int tbl; } seen[REF_SLOTS];   /* tbl 0: empty */
+};
+
 /* Rows a change points at (a meal's senior, a visit's senior, an item's
  * case) must be rows the device may see: a tablet cannot spend another
  * township's campaign cash or attach work to another township's case. */
-static int authorise_refs(struct server *srv, const struct device *dev, const struct pol_table *t,
-                          const struct cs_iter *it, struct outcome *o)
+static int authorise_refs(struct authz *az, const struct pol_table *t, const struct cs_iter *it,
+                          struct outcome *o)
 {
+    struct server *srv = az->srv;
     for (int i = 0; i < t->ncol; i++) {
         const struct cs_value *v = &it->new_[i];
-        if (t->ref[i] < 0 || v->type != CS_BLOB)
+        if (t->ref[i] < 0 || v->type != CS_BLOB || v->n != 16)
+            continue;
+        unsigned slot = (unsigned)(v->p[15] ^ v->p[13] << 1 ^ v->p[11] << 2) % REF_SLOTS;
+        if (az->seen[slot].tbl == t->ref[i] + 1 && memcmp(az->seen[slot].id, v->p, 16) == 0)
             continue;
         const struct pol_table *r = &srv->pol->tables[t->ref[i]];
         uint8_t buf[16];
         struct cs_value rs;
-        if (current_scope(srv, r, v, buf, &rs) == 0 && !scope_visible(srv, dev, r, &rs))
+        if (current_scope(srv, r, v, buf, &rs) != 0)
+            continue;                     /* dangling: the foreign key refuses it */
+        if (!scope_visible(srv, az->dev, r, &rs))
             return outcome_set(o, SYNC_EFORBIDDEN, "out_of_scope",
                                "%s.%s refers to a %s row of another %s", t->name, t->cols[i],
                                r->name, scope_noun(r));
+        memcpy(az->seen[slot].id, v->p, 16);
+        az->seen[slot].tbl = t->ref[i] + 1;
     }
     return SYNC_OK;
 }
 
 /* Checks one change against the device's role and scope, using the rows as
  * they are on the server, never the old values the change claims. */
-static int authorise_change(struct server *srv, const struct device *dev, const struct cs_iter *it,
-                            struct outcome *o)
+static int authorise_change(struct authz *az, const struct cs_iter *it, struct outcome *o)
 {
+    struct server *srv = az->srv;
+    const struct device *dev = az->dev;
     const struct pol_table *t = policy_table(srv->pol, it->table);
     unsigned roles = it->op == CS_INSERT ? t->insert_roles
                    : it->op == CS_UPDATE ? t->update_roles : t->delete_roles;
@@ -186,9 +204,12 @@ static int authorise_change(struct server *srv, const struct device *dev, const 
     const struct cs_value *pk = it->op == CS_INSERT ? &it->new_[t->id_col] : &it->old[t->id_col];
     if (pk->type != CS_BLOB || pk->n != 16)
         return outcome_set(o, SYNC_EPROTO, "bad_id", "%s: ids are 16-byte blobs", t->name);
+    /* An insert over an existing row is checked when it conflicts (merge.c),
+     * which spares every new row a lookup. */
     uint8_t buf[16];
     struct cs_value cur;
-    if (current_scope(srv, t, pk, buf, &cur) == 0 && !scope_contains(srv, dev, t, &cur))
+    if (it->op != CS_INSERT && current_scope(srv, t, pk, buf, &cur) == 0 &&
+        !scope_contains(srv, dev, t, &cur))
         return outcome_set(o, SYNC_EFORBIDDEN, "out_of_scope",
                            "%s: the row belongs to another %s", t->name, scope_noun(t));
     const struct cs_value *next = it->op == CS_DELETE ? NULL : &it->new_[t->scope_col];
@@ -213,20 +234,39 @@ static int authorise_change(struct server *srv, const struct device *dev, const 
                                    t->name, t->cols[i], s->value);
         }
     }
-    return it->op == CS_DELETE ? SYNC_OK : authorise_refs(srv, dev, t, it, o);
+    return it->op == CS_DELETE ? SYNC_OK : authorise_refs(az, t, it, o);
+}
+
+/* New versions for every row a changeset touched.  Without conflicts an
+ * insert created exactly the row it carries, so its scope is known; after
+ * a conflict (or for updates) the row is read back. */
+static int touch_part(struct server *srv, const uint8_t *cs, size_t len, int clean,
+                      struct outcome *o)
+{
+    struct cs_iter it;
+    int more, rc = SYNC_OK;
+    cs_iter_init(&it, cs, len);
+    while (rc == SYNC_OK && (more = cs_iter_next(&it)) == 1) {
+        const struct pol_table *t = policy_table(srv->pol, it.table);
+        int ins = it.op == CS_INSERT;
+        rc = store_touch(srv, t, ins ? &it.new_[t->id_col] : &it.old[t->id_col],
+                         ins && clean ? &it.new_[t->scope_col] : NULL);
+    }
+    return rc == SYNC_OK ? SYNC_OK : outcome_set(o, rc, "storage", "cannot record row versions");
 }
 
 /* Authorises every change of one changeset, then applies it. */
-static int apply_part(struct server *srv, const struct device *dev, const uint8_t *cs, size_t len,
-                      struct merge_ctx *m, int64_t *max_hlc, struct outcome *o)
+static int apply_part(struct authz *az, const uint8_t *cs, size_t len, struct merge_ctx *m,
+                      int64_t *max_hlc, struct outcome *o)
 {
+    struct server *srv = az->srv;
     struct cs_iter it;
     int more;
     if (len == 0)
         return SYNC_OK;
     cs_iter_init(&it, cs, len);
     while ((more = cs_iter_next(&it)) == 1) {
-        int rc = authorise_change(srv, dev, &it, o);
+        int rc = authorise_change(az, &it, o);
         if (rc != SYNC_OK)
             return rc;
         const struct pol_table *t = policy_table(srv->pol, it.table);
@@ -235,14 +275,20 @@ static int apply_part(struct server *srv, const struct device *dev, const uint8_
     }
     if (more < 0)
         return outcome_set(o, SYNC_EPROTO, "bad_changeset", "changeset walk failed");
+    long calls = m->calls;
+    srv->track = 0;               /* versions are written below, not by triggers */
     int rc = sqlite3changeset_apply_v2(srv->db, (int)len, (void *)cs, NULL, merge_conflict, m,
-                                       NULL, NULL, 0);
+                                       NULL, NULL, SQLITE_CHANGESETAPPLY_NOSAVEPOINT);
+    srv->track = 1;
+    if (m->forbidden)
+        return outcome_set(o, SYNC_EFORBIDDEN, "out_of_scope",
+                           "an inserted id belongs to a row of another township or hall");
     if (m->fk_failed)
         return outcome_set(o, SYNC_ESCHEMA, "foreign_key",
                            "a row refers to a senior, hall, case or visit the server does not have");
     if (rc != SQLITE_OK || m->failed)
         return outcome_set(o, SYNC_EIO, "storage", "applying the batch failed");
-    return SYNC_OK;
+    return touch_part(srv, cs, len, m->calls == calls, o);
 }
 
 /* Clamps clocks that run too far ahead of the server's. */
@@ -383,17 +429,24 @@ static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
     int rc = check_seq(srv, dev, seq, hash, ack, o);
     if (rc <= 0)
         return rc;
-    struct merge_ctx m = { srv, dev, (int64_t)seq, 0, 0, 0 };
+    struct merge_ctx m = { srv, dev, (int64_t)seq, 0, 0, 0, 0, 0 };
     int64_t max_hlc = 0;
+    struct authz *az = calloc(1, sizeof *az);
+    if (az == NULL)
+        return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
+    az->srv = srv;
+    az->dev = dev;
     for (size_t i = 0; i < b->n; i++) {
         for (int k = 0; k < 2; k++) {
-            rc = apply_part(srv, dev, b->e[i].cs[k], b->e[i].len[k], &m, &max_hlc, o);
+            rc = apply_part(az, b->e[i].cs[k], b->e[i].len[k], &m, &max_hlc, o);
             if (rc != SYNC_OK) {
                 o->entry = b->e[i].id;
+                free(az);
                 return rc;
             }
         }
     }
+    free(az);
     long clamped = 0;
     int64_t limit = (int64_t)hlc_make(now_ms() + srv->cfg.max_clock_ahead_ms, 0, 0);
     if (max_hlc > limit && clamp_hlcs(srv, limit, &clamped) != SYNC_OK)
@@ -427,10 +480,10 @@ int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
     if (rc == SYNC_OK) {
         crypto_generichash(hash, sizeof hash, pt, ptlen, NULL, 0);
         pthread_mutex_lock(&srv->lock);
-        rc = store_begin(srv->db);
+        rc = store_begin(srv);
         if (rc == SYNC_OK)
-            rc = store_end(srv->db, push_tx(srv, dev, batch_seq, pt, ptlen, hash, &b,
-                                            nchanges, ack, o));
+            rc = store_end(srv, push_tx(srv, dev, batch_seq, pt, ptlen, hash, &b,
+                                        nchanges, ack, o));
         else
             outcome_set(o, SYNC_EBUSY, "busy", "the database is busy; retry");
         if (rc == SYNC_EIO && o->status == SYNC_OK)

@@ -28,6 +28,9 @@ struct server {
         sqlite3_stmt *st;
     } stmts[STORE_STMTS];
     int                 nstmts;
+    int64_t             vseq;     /* last version number handed out */
+    int                 tx_active;/* inside store_begin .. store_end */
+    int                 track;    /* 0 while push.c writes versions itself */
     pthread_mutex_t     lock;
     struct policy      *pol;
     struct server_keys  keys;

@@ -21,6 +21,8 @@
 #include "ids.h"
 #include "log.h"
 #include "schema.h"
+#include "rowval.h"
+#include "scope.h"
 #include "util.h"
 
 void outcome_init(struct outcome *o)
@@ -88,26 +90,24 @@ static int install_triggers(sqlite3 *db, const struct pol_table *t)
 {
     char twp[192], hall[96], sql[4096];
     scope_exprs(t, "NEW", twp, sizeof twp, hall, sizeof hall);
-    const char *bump = "UPDATE sync_counter SET v = v + 1;";
     snprintf(sql, sizeof sql,
-        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_ins AFTER INSERT ON \"%1$s\" BEGIN %2$s"
+        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_ins AFTER INSERT ON \"%1$s\" WHEN es_track() BEGIN"
         " INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, deleted)"
-        " VALUES ('%1$s', NEW.id, %3$s, %4$s, (SELECT v FROM sync_counter), 0)"
+        " VALUES ('%1$s', NEW.id, %2$s, %3$s, es_vseq(), 0)"
         " ON CONFLICT (tbl, pk, township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0;"
         " END;"
-        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_upd AFTER UPDATE ON \"%1$s\" BEGIN %2$s"
-        " UPDATE row_versions SET deleted = 1, vseq = (SELECT v FROM sync_counter)"
+        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_upd AFTER UPDATE ON \"%1$s\" WHEN es_track() BEGIN"
+        " UPDATE row_versions SET deleted = 1, vseq = es_vseq()"
         "  WHERE tbl = '%1$s' AND pk = OLD.id AND deleted = 0"
-        "  AND NOT (township_id = %3$s AND hall_id = %4$s); %2$s"
+        "  AND NOT (township_id = %2$s AND hall_id = %3$s);"
         " INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, deleted)"
-        " VALUES ('%1$s', NEW.id, %3$s, %4$s, (SELECT v FROM sync_counter), 0)"
+        " VALUES ('%1$s', NEW.id, %2$s, %3$s, es_vseq(), 0)"
         " ON CONFLICT (tbl, pk, township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0;"
         " END;"
-        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_del AFTER DELETE ON \"%1$s\" BEGIN %2$s"
-        " UPDATE row_versions SET deleted = 1, vseq = (SELECT v FROM sync_counter)"
-        "  WHERE tbl = '%1$s' AND pk = OLD.id;"
+        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_del AFTER DELETE ON \"%1$s\" WHEN es_track() BEGIN"
+        " UPDATE row_versions SET deleted = 1, vseq = es_vseq() WHERE tbl = '%1$s' AND pk = OLD.id;"
         " END;",
-        t->name, bump, twp, hall);
+        t->name, twp, hall);
     int rc = store_exec(db, sql);
     if (rc != SYNC_OK || t->state_col < 0)
         return rc;
@@ -123,6 +123,29 @@ static int install_triggers(sqlite3 *db, const struct pol_table *t)
         "            AND value = OLD.\"%2$s\"), -1);"
         " END;", t->name, col);
     return store_exec(db, sql);
+}
+
+/* es_vseq(): the next version number.  The counter lives in memory during
+ * a transaction and in sync_counter between them (store_begin/store_end),
+ * so a row change costs no counter update. */
+static void fn_vseq(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct server *srv = sqlite3_user_data(ctx);
+    (void)argc;
+    (void)argv;
+    if (!srv->tx_active) {
+        sqlite3_result_error(ctx, "synced tables are written only inside store_begin()", -1);
+        return;
+    }
+    sqlite3_result_int64(ctx, ++srv->vseq);
+}
+
+static void fn_track(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct server *srv = sqlite3_user_data(ctx);
+    (void)argc;
+    (void)argv;
+    sqlite3_result_int(ctx, srv->track);
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -196,7 +219,12 @@ int store_open(struct server *srv, char *err, size_t errlen)
     /* WAL + synchronous=FULL: an acknowledged batch survives power loss. */
     int rc = store_exec(srv->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                                  "PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536");
-    if (rc == SYNC_OK && ids_register_sql(srv->db) != SYNC_OK)
+    srv->track = 1;
+    if (rc == SYNC_OK && (ids_register_sql(srv->db) != SYNC_OK ||
+        sqlite3_create_function(srv->db, "es_vseq", 0, SQLITE_UTF8, srv, fn_vseq, NULL,
+                                NULL) != SQLITE_OK ||
+        sqlite3_create_function(srv->db, "es_track", 0, SQLITE_UTF8, srv, fn_track, NULL,
+                                NULL) != SQLITE_OK))
         rc = SYNC_ERROR;
     if (rc != SYNC_OK)
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(srv->db));
@@ -259,16 +287,118 @@ void store_close(struct server *srv)
     sodium_memzero(&srv->keys, sizeof srv->keys);
 }
 
-int store_begin(sqlite3 *db)
+int store_begin(struct server *srv)
 {
-    return store_exec(db, "BEGIN IMMEDIATE");
+    if (store_exec(srv->db, "BEGIN IMMEDIATE") != SYNC_OK)
+        return SYNC_EBUSY;
+    srv->vseq = store_counter(srv->db);
+    srv->tx_active = 1;
+    return SYNC_OK;
 }
 
-int store_end(sqlite3 *db, int status)
+int store_end(struct server *srv, int status)
 {
-    if (status == SYNC_OK)
-        return store_exec(db, "COMMIT") == SYNC_OK ? SYNC_OK
-             : (sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SYNC_EIO);
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_stmt *st = NULL;
+    srv->tx_active = 0;
+    srv->track = 1;
+    if (status == SYNC_OK) {
+        if (sqlite3_prepare_v2(srv->db, "UPDATE sync_counter SET v = ?1", -1, &st, NULL) != SQLITE_OK)
+            status = SYNC_EIO;
+        else {
+            sqlite3_bind_int64(st, 1, srv->vseq);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                status = SYNC_EIO;
+        }
+        sqlite3_finalize(st);
+        if (status == SYNC_OK && store_exec(srv->db, "COMMIT") == SYNC_OK)
+            return SYNC_OK;
+        if (status == SYNC_OK)
+            status = SYNC_EIO;
+    }
+    sqlite3_exec(srv->db, "ROLLBACK", NULL, NULL, NULL);
     return status;
+}
+
+/* (township, hall) of a row of t whose scope column holds v. */
+static void row_scope(struct server *srv, const struct pol_table *t, const struct cs_value *v,
+                      uint8_t twp[16], int *ntwp, uint8_t hall[16], int *nhall)
+{
+    *ntwp = scope_township(srv, t, v, twp);
+    if (*ntwp < 0)
+        *ntwp = 0;
+    *nhall = 0;
+    if (t->scope == SCOPE_HALL && v->type == CS_BLOB && v->n == 16) {
+        memcpy(hall, v->p, 16);
+        *nhall = 16;
+    }
+}
+
+int store_touch(struct server *srv, const struct pol_table *t, const struct cs_value *pk,
+                const struct cs_value *scope)
+{
+    char sql[160];
+    uint8_t buf[16], twp[16], hall[16];
+    int ntwp, nhall, exists = 1, fresh = scope != NULL;
+    struct cs_value cur;
+    sqlite3_stmt *st;
+    if (scope == NULL) {
+        snprintf(sql, sizeof sql, "SELECT \"%s\" FROM \"%s\" WHERE id = ?1",
+                 t->cols[t->scope_col], t->name);
+        if ((st = store_stmt(srv, sql)) == NULL)
+            return SYNC_EIO;
+        rowval_bind(st, 1, pk);
+        exists = sqlite3_step(st) == SQLITE_ROW;
+        if (exists) {
+            rowval_column(&cur, st, 0);
+            if (cur.type == CS_BLOB && cur.n == 16) {
+                memcpy(buf, cur.p, 16);
+                cur.p = buf;
+            } else {
+                cur.type = CS_NULL;
+            }
+        }
+        sqlite3_reset(st);
+        scope = &cur;
+    }
+    if (!exists) {
+        st = store_stmt(srv, "UPDATE row_versions SET deleted = 1, vseq = ?3 "
+                             "WHERE tbl = ?1 AND pk = ?2 AND deleted = 0");
+        if (st == NULL)
+            return SYNC_EIO;
+        sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+        rowval_bind(st, 2, pk);
+        sqlite3_bind_int64(st, 3, ++srv->vseq);
+        int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+        sqlite3_reset(st);
+        return rc;
+    }
+    row_scope(srv, t, scope, twp, &ntwp, hall, &nhall);
+    if (!fresh) {
+        st = store_stmt(srv, "UPDATE row_versions SET deleted = 1, vseq = ?5 WHERE tbl = ?1 "
+                             "AND pk = ?2 AND deleted = 0 AND NOT (township_id = ?3 AND hall_id = ?4)");
+        if (st == NULL)
+            return SYNC_EIO;
+        sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+        rowval_bind(st, 2, pk);
+        sqlite3_bind_blob(st, 3, twp, ntwp, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, hall, nhall, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, ++srv->vseq);
+        int ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+        if (!ok)
+            return SYNC_EIO;
+    }
+    st = store_stmt(srv, "INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, deleted) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT (tbl, pk, township_id, hall_id) "
+                         "DO UPDATE SET vseq = excluded.vseq, deleted = 0");
+    if (st == NULL)
+        return SYNC_EIO;
+    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+    rowval_bind(st, 2, pk);
+    sqlite3_bind_blob(st, 3, twp, ntwp, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, hall, nhall, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, ++srv->vseq);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+    sqlite3_reset(st);
+    return rc;
 }

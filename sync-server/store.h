@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include "server.h"
+#include "changeset.h"
 
 /* Opens (creating if needed) srv->cfg.db, applies the schema and installs
  * the row-version triggers generated from sync_tables, loads srv->pol and
@@ -26,8 +27,20 @@ int64_t store_counter(sqlite3 *db);
  * belongs to the cache: do not finalize it.  NULL if sql does not compile. */
 sqlite3_stmt *store_stmt(struct server *srv, const char *sql);
 
-/* BEGIN IMMEDIATE; and COMMIT (status SYNC_OK) or ROLLBACK (otherwise).
- * store_end returns status, or SYNC_EIO if the commit failed. */
-int store_begin(sqlite3 *db);
-int store_end(sqlite3 *db, int status);
+/* Every write to synced tables happens between these two: BEGIN IMMEDIATE
+ * and load the version counter; then save it and COMMIT (status SYNC_OK) or
+ * ROLLBACK (otherwise).  store_end returns status, or SYNC_EIO if the
+ * commit failed.  Outside them the bookkeeping triggers refuse to run, so
+ * nothing can change a synced row without a new version. */
+int store_begin(struct server *srv);
+int store_end(struct server *srv, int status);
+
+/* Records that row pk of t changed, for the push path (which turns the
+ * triggers off while SQLite applies a changeset): the row's entry in the
+ * scope it is in now gets a new version, entries in other scopes become
+ * tombstones, and if the row is gone every entry becomes a tombstone.
+ * scope: the row's scope value if the caller knows it and the row is new
+ * (no other entries can exist), NULL to read it from the row. */
+int store_touch(struct server *srv, const struct pol_table *t, const struct cs_value *pk,
+                const struct cs_value *scope);
 #endif

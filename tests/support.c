@@ -75,7 +75,7 @@ void county_seed(const char *db, struct county *c)
         fprintf(stderr, "  store_open: %s\n", err);
         ASSERT(0);
     }
-    exec_ok(srv.db, "BEGIN");
+    ASSERT_EQ(store_begin(&srv), SYNC_OK);
     for (int t = 0; t < NTWP; t++) {
         id_new(c->twp[t]);
         snprintf(sql, sizeof sql, "INSERT INTO townships (id, code, name) VALUES (%s, '53012410%d', 'T%d')",
@@ -111,7 +111,7 @@ void county_seed(const char *db, struct county *c)
             exec_ok(srv.db, sql);
         }
     }
-    exec_ok(srv.db, "COMMIT");
+    ASSERT_EQ(store_end(&srv, SYNC_OK), SYNC_OK);
     store_close(&srv);
     pthread_mutex_destroy(&srv.lock);
 }

@@ -741,6 +741,23 @@ static void senior_row(struct cs_value v[SENIOR_NCOL], const uint8_t id[16], con
     v[14] = v_int(0);                                /* deleted */
 }
 
+/* An insert reusing the id of another township's row: the insert's own
+ * scope is fine, the row it collides with is not (checked when the insert
+ * conflicts, so the other row's values never reach a conflict record). */
+static void test_insert_over_foreign_row(void)
+{
+    size_t cslen = 0;
+    struct cs_value v[SENIOR_NCOL];
+    fixture();
+    senior_row(v, F.c.senior[1][3], F.c.twp[0]);
+    uint8_t *cs = cs_insert("seniors", SENIOR_NCOL, v, &cslen);
+    cJSON_Delete(push_cs_refused(&F.icg, 131, cs, cslen, 403, "out_of_scope"));
+    free(cs);
+    ASSERT_EQ(server_count(F.db, "SELECT count(*) FROM conflicts WHERE tbl = 'seniors'"), 0);
+    ASSERT_EQ(count_sql("SELECT count(*) FROM seniors WHERE id = %s AND name != 'Injected Senior'",
+                        F.c.senior[1][3]), 1);
+}
+
 static void test_forbidden_table(void)
 {
     uint8_t id[16];
@@ -1336,6 +1353,7 @@ static const struct test_case tests[] = {
     TEST(test_hang_seed),
     TEST(test_forbidden_table),
     TEST(test_out_of_scope),
+    TEST(test_insert_over_foreign_row),
     TEST(test_http_framing),
     TEST(test_refusal_closes_connection),
     TEST(test_bad_pull),

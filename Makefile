@@ -89,6 +89,14 @@ bench: build/.deps-ok
 	$(MAKE) all $(B)/bench
 	$(B)/bench
 
+# The core paths under valgrind memcheck: 0 errors, 0 definite leaks, the
+# servers these tests start included.  (The kill campaigns are left out:
+# they measure timing, and valgrind's slowdown would only blunt them.)
+VALGRIND_TESTS = test_schema test_changeset test_envelope test_hlc test_demo test_policy test_badinput test_converge
+valgrind: build/.deps-ok
+	$(MAKE) all
+	sh tests/run.sh $(B) valgrind $(VALGRIND_TESTS)
+
 DEMO_DB ?= var/demo.db
 run: deps
 	$(MAKE) all

@@ -198,6 +198,8 @@ static int enroll_tx(struct server *srv, const uint8_t hash[32], const uint8_t k
     cJSON_AddStringToObject(reply, "server_kx_pk", hex);
     hex_encode(hex, srv->keys.sign_pk, 32);
     cJSON_AddStringToObject(reply, "server_sign_pk", hex);
+    cJSON_AddStringToObject(reply, "timezone", srv->cfg.timezone);
+    cJSON_AddNumberToObject(reply, "utc_offset_minutes", srv->cfg.utc_offset_min);
     log_info("enrolled device %.8s... as %s", cJSON_GetStringValue(
              cJSON_GetObjectItemCaseSensitive(reply, "device_id")), role);
     return SYNC_OK;

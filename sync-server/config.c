@@ -19,6 +19,7 @@ static void defaults(struct config *c)
     c->enroll_code_ttl_s = 7 * 24 * 3600;
     c->max_clock_ahead_ms = 5 * 60 * 1000;
     c->log_level = 2;
+    c->utc_offset_min = 480;
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -93,7 +94,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     double body = (double)cfg->max_body_bytes, pull = (double)cfg->pull_max_bytes,
            thr = cfg->num_threads, tmo = cfg->request_timeout_ms,
            ttl = cfg->enroll_code_ttl_s, ahead = (double)cfg->max_clock_ahead_ms,
-           lvl = cfg->log_level;
+           lvl = cfg->log_level, off = cfg->utc_offset_min;
     const char *bad = NULL;
     if (get_str(j, "listen", cfg->listen, sizeof cfg->listen)) bad = "listen";
     else if (get_str(j, "db", cfg->db, sizeof cfg->db)) bad = "db";
@@ -106,6 +107,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     else if (get_num(j, "enroll_code_ttl_s", 60, 365 * 86400.0, &ttl)) bad = "enroll_code_ttl_s";
     else if (get_num(j, "max_clock_ahead_ms", 0, 365 * 86400000.0, &ahead)) bad = "max_clock_ahead_ms";
     else if (get_num(j, "log_level", 0, 2, &lvl)) bad = "log_level";
+    else if (get_num(j, "utc_offset_minutes", -720, 840, &off)) bad = "utc_offset_minutes";
     cJSON_Delete(j);
     if (bad) {
         snprintf(err, errlen, "%s: bad value for \"%s\"", path, bad);
@@ -118,6 +120,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     cfg->enroll_code_ttl_s = (int)ttl;
     cfg->max_clock_ahead_ms = (int64_t)ahead;
     cfg->log_level = (int)lvl;
+    cfg->utc_offset_min = (int)off;
     return 0;
 }
 

@@ -9,7 +9,9 @@ struct config {
     char    listen[64];          /* host:port; loopback by default */
     char    db[512];
     char    key_file[512];       /* default: <db>.key */
-    char    timezone[64];        /* the county's calendar, for local dates */
+    char    timezone[64];        /* the county's calendar, by name (display) */
+    int     utc_offset_min;      /* ... and its offset: a county "day" is a
+                                    local day (Asia/Shanghai: +480, no DST) */
     size_t  max_body_bytes;      /* larger requests get 413 unread */
     size_t  pull_max_bytes;      /* upper bound a tablet may ask per page */
     int     num_threads;

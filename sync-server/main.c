@@ -91,20 +91,19 @@ static int cmd_enroll_code(struct server *srv, int argc, char **argv)
     return 0;
 }
 
-static void local_date(const char *tz, char out[11])
+/* Today in the county's calendar. */
+static void local_date(int offset_min, char out[11])
 {
-    time_t now = time(NULL);
+    time_t now = time(NULL) + (time_t)offset_min * 60;
     struct tm tm;
-    setenv("TZ", tz, 1);                  /* single-threaded here */
-    tzset();
-    localtime_r(&now, &tm);
+    gmtime_r(&now, &tm);
     strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
 static int cmd_demo_init(struct server *srv)
 {
     char err[256], today[11];
-    local_date(srv->cfg.timezone, today);
+    local_date(srv->cfg.utc_offset_min, today);
     int rc = store_begin(srv);
     if (rc == SYNC_OK)
         rc = store_end(srv, demo_init(srv->db, 20261130, today, err, sizeof err));

@@ -149,7 +149,12 @@ static int spawn(struct srv_proc *p, int port)
         if (log)
             dup2(fileno(log), 2);
         close(fds[0]);
-        execl(SERVER_BIN, SERVER_BIN, "--db", p->db, "--listen", listen, (char *)NULL);
+        if (getenv("ES_VALGRIND"))       /* make valgrind: the server too */
+            execlp("valgrind", "valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                   "--errors-for-leak-kinds=definite", SERVER_BIN, "--db", p->db, "--listen",
+                   listen, (char *)NULL);
+        else
+            execl(SERVER_BIN, SERVER_BIN, "--db", p->db, "--listen", listen, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -185,16 +190,26 @@ void srv_restart(struct srv_proc *p)
     ASSERT(0);
 }
 
-static void reap(struct srv_proc *p, int sig)
+static int reap(struct srv_proc *p, int sig)
 {
+    int status = 0;
     if (p->pid > 0) {
         kill(p->pid, sig);
-        waitpid(p->pid, NULL, 0);
+        waitpid(p->pid, &status, 0);
     }
     p->pid = 0;
+    return status;
 }
 
-void srv_stop(struct srv_proc *p) { reap(p, SIGTERM); }
+void srv_stop(struct srv_proc *p)
+{
+    /* A clean stop exits 0 (under valgrind: no memory errors, no leaks). */
+    int status = reap(p, SIGTERM);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "  server did not stop cleanly (status %d); see %s\n", status, p->log);
+    ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 void srv_kill(struct srv_proc *p) { reap(p, SIGKILL); }
 
 /* Runs the server binary with args; returns its first stdout line. */

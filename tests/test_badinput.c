@@ -1332,9 +1332,28 @@ static void test_cross_scope_reference(void)
 
 /* ---- 16. revoked device -------------------------------------------------- */
 
+/* A revoked device is refused on its next request, push and pull alike,
+ * and the SDK reports it as SYNC_EAUTH. */
 static void test_revoked_device(void)
 {
-    /* Skipped: revocation is not implemented yet. */
+    fixture();
+    struct sync_client *c = tablet_new(&F.p, "revoked", "caregiver", F.c.twp[2]);
+    ASSERT_EQ(sync_run(c, NULL), SYNC_OK);
+    struct sync_status_info st;
+    ASSERT_EQ(sync_status(c, &st), SYNC_OK);
+    char sql[160];
+    snprintf(sql, sizeof sql, "UPDATE devices SET status = 'revoked' WHERE id = x'%s'", st.device_id);
+    srv_exec(&F.p, sql);
+    uint8_t h0[32];
+    snap(h0);
+    char upd[200], x[36];
+    snprintf(upd, sizeof upd, "UPDATE seniors SET phone = '1' WHERE id = %s", xid(F.c.senior[2][0], x));
+    ASSERT_EQ(sync_exec(c, upd), SYNC_OK);
+    ASSERT_EQ(sync_run(c, NULL), SYNC_EAUTH);
+    ASSERT(strstr(sync_client_errmsg(c), "revoked") != NULL);
+    ASSERT_EQ(sync_pull(c, NULL), SYNC_EAUTH);
+    same_hash(h0);
+    sync_client_close(c);
 }
 
 

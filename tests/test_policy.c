@@ -255,6 +255,67 @@ static void test_double_cash_handout_applies_once(void)
     sync_client_close(b);
 }
 
+static int first_value(void *ctx, int ncol, const char *const *vals, const char *const *names)
+{
+    (void)names;
+    snprintf(ctx, 64, "%s", ncol > 0 && vals[0] ? vals[0] : "(null)");
+    return 0;
+}
+
+/* A county day is the local calendar day: breakfast at 07:30 in
+ * Asia/Shanghai is 23:30 UTC the day before, and its service date is the
+ * local one.  The tablet learns the county's offset at enrollment. */
+static void test_local_service_date(void)
+{
+    struct sync_client *h = tablet_new(&srv, "calendar", "hall", cty.hall[0]);
+    char out[64];
+    ASSERT_EQ(sync_query(h, "SELECT local_date(1795995000000)", first_value, out), SYNC_OK);
+    ASSERT_STR_EQ(out, "2026-11-30");                  /* 2026-11-29T23:30Z */
+    ASSERT_EQ(sync_query(h, "SELECT local_date(1795995000000 - 27000001)", first_value, out), SYNC_OK);
+    ASSERT_STR_EQ(out, "2026-11-29");                  /* 23:59:59.999 local */
+    ASSERT_EQ(sync_query(h, "SELECT local_date(951782400000)", first_value, out), SYNC_OK);
+    ASSERT_STR_EQ(out, "2000-02-29");                  /* leap day, 08:00 local */
+    ASSERT_EQ(sync_query(h, "SELECT length(local_date())", first_value, out), SYNC_OK);
+    ASSERT_STR_EQ(out, "10");
+    sync_client_close(h);
+}
+
+/* A first sync larger than one page arrives in several pages, and the
+ * tablet ends with exactly the server's rows. */
+static int count_pulls(void *ctx, const char *path)
+{
+    if (strcmp(path, "/v1/pull") == 0)
+        (*(int *)ctx)++;
+    return 0;
+}
+
+static void test_initial_sync_in_pages(void)
+{
+    char sql[1024], h[36], s[36];
+    snprintf(sql, sizeof sql,
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) "
+             "INSERT INTO meal_logs (id, senior_id, hall_id, service_date, meal_period, mode, "
+             "served_at, price_paid_fen, subsidy_fen) SELECT uuid7(), %s, %s, "
+             "'2025-' || printf('%%02d', 1 + i %% 12) || '-01', 'lunch', 'dine_in', i, 1000, 0 "
+             "FROM n", xid(cty.senior[1][0], s), xid(cty.hall[2], h));
+    srv_exec(&srv, sql);
+    int pulls = 0;
+    struct sync_test_hooks hooks = { NULL, count_pulls, NULL, &pulls };
+    char path[256], code[64], err[256];
+    struct sync_client *c = NULL;
+    snprintf(path, sizeof path, "%s/pages.db", dir);
+    srv_code(&srv, "hall", cty.hall[2], code, sizeof code);
+    ASSERT_EQ(sync_client_open(&c, path, err, sizeof err), SYNC_OK);
+    sync_client_set_test_hooks(c, &hooks);
+    ASSERT_EQ(sync_enroll(c, srv.url, code), SYNC_OK);
+    struct sync_stats st;
+    ASSERT_EQ(sync_run(c, &st), SYNC_OK);
+    ASSERT_GE(pulls, 2);
+    ASSERT_GE(st.pulled, 4000);
+    converged(c, "hall", 1, cty.hall[2]);
+    sync_client_close(c);
+}
+
 int main(void)
 {
     static const struct test_case tests[] = {
@@ -264,6 +325,8 @@ int main(void)
         TEST(test_state_only_moves_forward),
         TEST(test_double_meal_claim_applies_once),
         TEST(test_double_cash_handout_applies_once),
+        TEST(test_local_service_date),
+        TEST(test_initial_sync_in_pages),
         { NULL, NULL }
     };
     char db[192];

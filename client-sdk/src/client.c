@@ -166,6 +166,32 @@ int meta_set_text(struct sync_client *c, const char *key, const char *s)
 
 /* ---- open / identity ---------------------------------------------------- */
 
+/* local_date([ms]): the county's calendar date of an instant (default now),
+ * 'YYYY-MM-DD'.  Breakfast at 07:30 in Asia/Shanghai is 23:30 UTC the day
+ * before; its service_date is the local day. */
+static void fn_local_date(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct sync_client *c = sqlite3_user_data(ctx);
+    int64_t ms = argc > 0 ? sqlite3_value_int64(argv[0])
+               : c->hooks.clock_ms ? c->hooks.clock_ms(c->hooks.ctx) : now_ms();
+    if (argc > 0 && sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    int64_t days = (ms / 1000 + (int64_t)c->utc_offset_min * 60);
+    days = (days >= 0 ? days : days - 86399) / 86400;    /* floor */
+    /* civil date from days since 1970-01-01 (Howard Hinnant's algorithm) */
+    int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+    int64_t y = yoe + era * 400 + (m <= 2);
+    char out[48];
+    snprintf(out, sizeof out, "%04lld-%02lld-%02lld", (long long)y, (long long)m, (long long)d);
+    sqlite3_result_text(ctx, out, -1, SQLITE_TRANSIENT);
+}
+
 /* Loads identity and session keys if the database is enrolled. */
 static int load_identity(struct sync_client *c)
 {
@@ -186,6 +212,9 @@ static int load_identity(struct sync_client *c)
         return client_fail(c, SYNC_EIO, "tablet identity is incomplete; re-enroll");
     c->has_hall = meta_get_blob(c, "hall_id", c->hall, 16) == SYNC_OK;
     c->role = role_bit(role);
+    int64_t off = 480;
+    meta_get_int(c, "utc_offset_min", &off);
+    c->utc_offset_min = (int)off;
     meta_get_int(c, "hlc", &hlc_last);
     hlc_init(&c->hlc, (uint64_t)hlc_last, hlc_node_from_id(c->device_id));
     if (c->hooks.clock_ms) {
@@ -226,9 +255,14 @@ int sync_client_open(struct sync_client **out, const char *db_path,
     }
     sqlite3_busy_timeout(c->db, 5000);
     /* WAL + synchronous=FULL: a committed write survives power loss. */
+    c->utc_offset_min = 480;
     if (client_sql(c, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
                       "PRAGMA foreign_keys = ON") != SYNC_OK ||
-        ids_register_sql(c->db) != SQLITE_OK) {
+        ids_register_sql(c->db) != SQLITE_OK ||
+        sqlite3_create_function(c->db, "local_date", 0, SQLITE_UTF8, c, fn_local_date,
+                                NULL, NULL) != SQLITE_OK ||
+        sqlite3_create_function(c->db, "local_date", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, c,
+                                fn_local_date, NULL, NULL) != SQLITE_OK) {
         snprintf(errbuf, errlen, "%s: %s", db_path, c->err);
         goto fail;
     }
@@ -298,6 +332,9 @@ static int store_identity(struct sync_client *c, cJSON *r, const char *url,
     if (rc == SYNC_OK) rc = meta_set_blob(c, "kx_sk", kx_sk, 32);
     if (rc == SYNC_OK) rc = meta_set_blob(c, "sign_pk", sign_pk, 32);
     if (rc == SYNC_OK) rc = meta_set_blob(c, "sign_sk", sign_sk, 64);
+    cJSON *off = cJSON_GetObjectItemCaseSensitive(r, "utc_offset_minutes");
+    if (rc == SYNC_OK && cJSON_IsNumber(off) && off->valuedouble >= -720 && off->valuedouble <= 840)
+        rc = meta_set_int(c, "utc_offset_min", (int64_t)off->valuedouble);
     if (rc == SYNC_OK) rc = meta_set_int(c, "cursor", 0);
     if (rc == SYNC_OK) rc = meta_set_int(c, "next_batch_seq", 1);
     if (rc == SYNC_OK) rc = client_sql(c, "COMMIT");

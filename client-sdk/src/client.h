@@ -24,6 +24,7 @@ struct sync_client {
     char              server_url[256];
     uint8_t           rx[32], tx[32];   /* envelope session keys */
     int               timeout_ms;
+    int               utc_offset_min;   /* the county's calendar */
     int64_t           bytes_up, bytes_down;  /* totals since open */
     struct sync_test_hooks hooks;
     const char       *deny_reason;      /* set by the exec authorizer */

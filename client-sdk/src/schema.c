@@ -4,13 +4,18 @@
 #include <stdio.h>
 #include "eldersync.h"
 
-int schema_version(void)
+static int list_version(const struct schema_migration *list)
 {
     int v = 1;
-    for (const struct schema_migration *m = schema_migrations; m->sql; m++)
+    for (const struct schema_migration *m = list; m->sql; m++)
         if (m->version > v)
             v = m->version;
     return v;
+}
+
+int schema_version(void)
+{
+    return list_version(schema_migrations);
 }
 
 static int query_int(sqlite3 *db, const char *sql, int *out)
@@ -51,6 +56,12 @@ static int create(sqlite3 *db, enum schema_side side, char *err, size_t errlen)
 
 int schema_apply(sqlite3 *db, enum schema_side side, char *err, size_t errlen)
 {
+    return schema_apply_list(db, side, schema_migrations, err, errlen);
+}
+
+int schema_apply_list(sqlite3 *db, enum schema_side side, const struct schema_migration *list,
+                      char *err, size_t errlen)
+{
     int ntables = 0, version = 0, rc;
     if (query_int(db, "SELECT count(*) FROM sqlite_schema", &ntables) != 0 ||
         query_int(db, "PRAGMA user_version", &version) != 0) {
@@ -66,12 +77,12 @@ int schema_apply(sqlite3 *db, enum schema_side side, char *err, size_t errlen)
         snprintf(err, errlen, "not an eldersync database (user_version 0)");
         return SYNC_ESCHEMA;
     }
-    if (version > schema_version()) {
+    if (version > list_version(list)) {
         snprintf(err, errlen, "database schema version %d is newer than this "
-                 "build (%d); upgrade the software", version, schema_version());
+                 "build (%d); upgrade the software", version, list_version(list));
         return SYNC_ESCHEMA;
     }
-    for (const struct schema_migration *m = schema_migrations; m->sql; m++) {
+    for (const struct schema_migration *m = list; m->sql; m++) {
         if (m->version <= version)
             continue;
         char what[64], setv[64];

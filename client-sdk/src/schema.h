@@ -31,4 +31,8 @@ int schema_version(void);
  * database, or SYNC_EIO; detail in err. */
 int schema_apply(sqlite3 *db, enum schema_side side, char *err, size_t errlen);
 
+/* The same with an explicit {0, 0}-terminated migration list (tests). */
+int schema_apply_list(sqlite3 *db, enum schema_side side, const struct schema_migration *list,
+                      char *err, size_t errlen);
+
 #endif

@@ -102,6 +102,14 @@ run: deps
 	$(MAKE) all
 	@mkdir -p var
 	@test -f $(DEMO_DB) || $(B)/sync-server --config config/demo.json demo-init --db $(DEMO_DB)
+	@echo
+	@echo "Next, in another terminal (ids from the list above, or: $(B)/sync-server --config config/demo.json scopes):"
+	@echo "  CODE=\$$($(B)/sync-server --config config/demo.json enroll-code --role hall --scope HALL_ID)"
+	@echo "  $(B)/eldersync --db /tmp/hall.db enroll --server http://127.0.0.1:8080 --code \$$CODE"
+	@echo "  $(B)/eldersync --db /tmp/hall.db sync"
+	@echo "  $(B)/eldersync --db /tmp/hall.db query \"SELECT hex(id), name FROM seniors LIMIT 5\""
+	@echo "Health: curl http://127.0.0.1:8080/v1/health    Stop: Ctrl-C"
+	@echo
 	$(B)/sync-server --config config/demo.json --db $(DEMO_DB)
 
 clean:

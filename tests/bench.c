@@ -50,7 +50,7 @@ static double merge_push_s, merge_plain_s, small_per_s, bytes_meal, json_meal;
 static void meal_values(struct cs_value v[10], const struct meal *m, char *date)
 {
     memset(v, 0, 10 * sizeof v[0]);
-    snprintf(date, 11, "2026-%02d-%02d", 1 + m->day / 28, 1 + m->day % 28);
+    snprintf(date, 11, "2026-%02u-%02u", 1 + (unsigned)(m->day / 28) % 12, 1 + (unsigned)m->day % 28);
     v[0] = (struct cs_value){ .type = CS_BLOB, .p = m->id, .n = 16 };
     v[1] = (struct cs_value){ .type = CS_BLOB, .p = cty.senior[0][m->day % NSENIOR], .n = 16 };
     v[2] = (struct cs_value){ .type = CS_BLOB, .p = cty.hall[0], .n = 16 };

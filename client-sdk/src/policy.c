@@ -24,29 +24,34 @@ const char *role_name(unsigned bit)
     return "unknown";
 }
 
+/* Copies the next space-separated word of *p into word (n bytes) and
+ * advances *p.  Returns its length, 0 at the end, -1 if it does not fit. */
+static int next_word(const char **p, char *word, size_t n)
+{
+    while (**p == ' ')
+        (*p)++;
+    size_t len = strcspn(*p, " ");
+    if (len >= n)
+        return -1;
+    memcpy(word, *p, len);
+    word[len] = '\0';
+    *p += len;
+    return (int)len;
+}
+
 /* Space-separated role list -> mask; -1 names an unknown role. */
 static long roles_mask(const char *list)
 {
-    unsigned mask = 0;
+    unsigned mask = 0, b;
     char word[32];
     const char *p = list ? list : "";
-    while (*p) {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, " ");
-        if (n == 0)
-            break;
-        if (n >= sizeof word)
-            return -1;
-        memcpy(word, p, n);
-        word[n] = '\0';
-        unsigned b = role_bit(word);
-        if (b == 0)
+    int n;
+    while ((n = next_word(&p, word, sizeof word)) > 0) {
+        if ((b = role_bit(word)) == 0)
             return -1;
         mask |= b;
-        p += n;
     }
-    return (long)mask;
+    return n < 0 ? -1 : (long)mask;
 }
 
 int policy_col(const struct pol_table *t, const char *col)
@@ -63,26 +68,15 @@ static int cols_mask(const struct pol_table *t, const char *list, uint64_t *out,
 {
     char word[48];
     const char *p = list ? list : "";
+    int n, c;
     *out = 0;
-    while (*p) {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, " ");
-        if (n == 0)
-            break;
-        int c = -1;
-        if (n < sizeof word) {
-            memcpy(word, p, n);
-            word[n] = '\0';
-            c = policy_col(t, word);
-        }
-        if (c < 0) {
-            snprintf(err, errlen, "sync_tables: %s has no column '%.*s'",
-                     t->name, (int)n, p);
+    while ((n = next_word(&p, word, sizeof word)) != 0) {
+        if (n < 0 || (c = policy_col(t, word)) < 0) {
+            snprintf(err, errlen, "sync_tables: %s has no column '%.40s'", t->name,
+                     n < 0 ? p : word);
             return SYNC_ESCHEMA;
         }
         *out |= (uint64_t)1 << c;
-        p += n;
     }
     return SYNC_OK;
 }

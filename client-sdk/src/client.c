@@ -378,7 +378,7 @@ int sync_enroll(struct sync_client *c, const char *server_url, const char *code)
                    c->timeout_ms, 1 << 16, &resp, errbuf, sizeof errbuf);
     cJSON_free(body);
     if (rc != SYNC_OK) {
-        rc = client_fail(c, rc, "enroll: %s", errbuf);
+        rc = client_fail(c, rc, "%s", errbuf);
         goto out;
     }
     if (resp.status != 200) {

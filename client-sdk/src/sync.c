@@ -332,7 +332,8 @@ int sync_push(struct sync_client *c, struct sync_stats *stats)
     int rc;
     int64_t up = c->bytes_up, down = c->bytes_down;
     if (!c->enrolled)
-        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet");
+        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
+                           "`eldersync --db FILE enroll --server URL --code CODE` first");
     while ((rc = push_once(c, stats)) == 1)
         ;
     count_bytes(c, stats, up, down);
@@ -670,7 +671,8 @@ int sync_pull(struct sync_client *c, struct sync_stats *stats)
     int more = 1, rc = SYNC_OK;
     int64_t up = c->bytes_up, down = c->bytes_down;
     if (!c->enrolled)
-        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet");
+        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
+                           "`eldersync --db FILE enroll --server URL --code CODE` first");
     while (rc == SYNC_OK && more)
         rc = pull_once(c, stats, &more);
     count_bytes(c, stats, up, down);

@@ -47,6 +47,7 @@ CREATE TABLE batches (
     nchanges      INTEGER NOT NULL,
     ack           TEXT NOT NULL,
     raw           BLOB NOT NULL,
+    signature     BLOB NOT NULL,        -- Ed25519 by the device, see PROTOCOL.md
     PRIMARY KEY (device_id, batch_seq)
 ) WITHOUT ROWID;
 CREATE INDEX batches_vseq ON batches (device_id, vseq);
@@ -103,4 +104,20 @@ CREATE TABLE rejections (
     detail      TEXT,
     entry_id    INTEGER,
     raw         BLOB
+);
+
+-- Append-only, hash-chained record of what happened: accepted batches (with
+-- the changeset hash and the device's signature), refusals, enrollments,
+-- revocations and admin actions.  hash = BLAKE2b-256 over the previous
+-- hash and this entry's fields (audit.c); `sync-server audit-verify`
+-- walks the chain.  detail is JSON without personal data.
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    device_id  BLOB,
+    actor      TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    prev_hash  BLOB NOT NULL,
+    hash       BLOB NOT NULL
 );

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "eldersync.h"
+#include "audit.h"
 #include "envelope.h"
 #include "ids.h"
 #include "log.h"
@@ -93,23 +94,30 @@ int auth_code_new(struct server *srv, const char *role, const char *scope_hex,
     norm[16] = '\0';
     snprintf(code, AUTH_CODE_LEN + 1, "%.4s-%.4s-%.4s-%.4s", norm, norm + 4, norm + 8, norm + 12);
     code_hash(norm, hash);
-    sqlite3_stmt *st = NULL;
-    int rc = SYNC_EIO;
+    char detail[160];
+    snprintf(detail, sizeof detail, "{\"role\":\"%s\",\"scope\":\"%s\"}", role_name(bit),
+             scope_hex);
     int64_t now = now_ms();
     pthread_mutex_lock(&srv->lock);
-    if (sqlite3_prepare_v2(srv->db, "INSERT INTO enroll_codes (code_hash, role, township_id, "
-                           "hall_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                           -1, &st, NULL) == SQLITE_OK) {
+    int rc = store_begin(srv);
+    sqlite3_stmt *st = rc == SYNC_OK ? store_stmt(srv, "INSERT INTO enroll_codes (code_hash, "
+                           "role, township_id, hall_id, created_at, expires_at) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6)") : NULL;
+    if (st) {
         sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, role_name(bit), -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 3, twp, 16, SQLITE_STATIC);
         sqlite3_bind_blob(st, 4, hall, has_hall ? 16 : 0, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, now);
         sqlite3_bind_int64(st, 6, now + (int64_t)srv->cfg.enroll_code_ttl_s * 1000);
-        if (sqlite3_step(st) == SQLITE_DONE)
-            rc = SYNC_OK;
+        rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+        sqlite3_reset(st);
+    } else if (rc == SYNC_OK) {
+        rc = SYNC_EIO;
     }
-    sqlite3_finalize(st);
+    if (rc == SYNC_OK)
+        rc = audit_append(srv, "enroll_code", NULL, "admin", detail);
+    rc = store_end(srv, rc);
     pthread_mutex_unlock(&srv->lock);
     sodium_memzero(norm, sizeof norm);
     if (rc != SYNC_OK)
@@ -200,6 +208,11 @@ static int enroll_tx(struct server *srv, const uint8_t hash[32], const uint8_t k
     cJSON_AddStringToObject(reply, "server_sign_pk", hex);
     cJSON_AddStringToObject(reply, "timezone", srv->cfg.timezone);
     cJSON_AddNumberToObject(reply, "utc_offset_minutes", srv->cfg.utc_offset_min);
+    char detail[160], twphex[33];
+    hex_encode(twphex, twp, 16);
+    snprintf(detail, sizeof detail, "{\"role\":\"%s\",\"township_id\":\"%s\"}", role, twphex);
+    if (audit_append(srv, "enroll", dev, "device", detail) != SYNC_OK)
+        return outcome_set(o, SYNC_EIO, "storage", "cannot record the enrollment");
     log_info("enrolled device %.8s... as %s", cJSON_GetStringValue(
              cJSON_GetObjectItemCaseSensitive(reply, "device_id")), role);
     return SYNC_OK;
@@ -250,7 +263,7 @@ int auth_device(struct server *srv, const uint8_t id[16], struct device *dev,
     int rc = SYNC_EAUTH;
     pthread_mutex_lock(&srv->lock);
     if (sqlite3_prepare_v2(srv->db, "SELECT role, township_id, hall_id, status, last_batch_seq, "
-                           "kx_pk FROM devices WHERE id = ?1", -1, &st, NULL) == SQLITE_OK) {
+                           "kx_pk, sign_pk FROM devices WHERE id = ?1", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW) {
             memcpy(dev->id, id, 16);
@@ -262,6 +275,7 @@ int auth_device(struct server *srv, const uint8_t id[16], struct device *dev,
             dev->revoked = strcmp((const char *)sqlite3_column_text(st, 3), "active") != 0;
             dev->last_batch_seq = sqlite3_column_int64(st, 4);
             memcpy(dev->kx_pk, sqlite3_column_blob(st, 5), 32);
+            memcpy(dev->sign_pk, sqlite3_column_blob(st, 6), 32);
             rc = SYNC_OK;
         }
     }
@@ -278,4 +292,34 @@ int auth_session_keys(const struct server *srv, const struct device *dev,
                       uint8_t rx[32], uint8_t tx[32])
 {
     return env_server_keys(rx, tx, srv->keys.kx_pk, srv->keys.kx_sk, dev->kx_pk);
+}
+
+int auth_revoke(struct server *srv, const char *device_hex, struct outcome *o)
+{
+    uint8_t id[16];
+    if (hex_decode(id, 16, device_hex) != 0)
+        return outcome_set(o, SYNC_EINVAL, "bad_device", "a device id is 32 hex digits");
+    pthread_mutex_lock(&srv->lock);
+    int rc = store_begin(srv), changed = 0;
+    sqlite3_stmt *st = rc == SYNC_OK ? store_stmt(srv, "UPDATE devices SET status = 'revoked' "
+                                                       "WHERE id = ?1 AND status = 'active'") : NULL;
+    if (st) {
+        sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+        changed = sqlite3_changes(srv->db);
+        sqlite3_reset(st);
+    } else if (rc == SYNC_OK) {
+        rc = SYNC_EIO;
+    }
+    if (rc == SYNC_OK && changed)
+        rc = audit_append(srv, "revoke", id, "admin", "{}");
+    rc = store_end(srv, rc);
+    pthread_mutex_unlock(&srv->lock);
+    if (rc != SYNC_OK)
+        return outcome_set(o, rc, "storage", "cannot revoke the device");
+    if (!changed)
+        return outcome_set(o, SYNC_ENOTFOUND, "unknown_device",
+                           "no active device %s (see: sync-server devices)", device_hex);
+    log_info("revoked device %.8s...", device_hex);
+    return SYNC_OK;
 }

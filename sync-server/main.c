@@ -4,6 +4,7 @@
  *   sync-server --config FILE enroll-code --role ROLE --scope KEY        one-time code
  *   sync-server --config FILE demo-init [--db FILE]                      demo county
  *   sync-server --config FILE scopes                                     township / hall ids
+ *   sync-server --config FILE devices | revoke DEVICE_ID | audit-verify
  *   sync-server --config FILE exec "SQL"                                 a county-side change
  */
 #include <signal.h>
@@ -12,6 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
+#include "audit.h"
 #include "auth.h"
 #include "demo.h"
 #include "eldersync.h"
@@ -19,6 +23,7 @@
 #include "log.h"
 #include "server.h"
 #include "store.h"
+#include "util.h"
 
 static int usage(void)
 {
@@ -31,6 +36,9 @@ static int usage(void)
         "                                              hall (KEY: dining hall id)\n"
         "  demo-init [--db FILE]                 create the demo county database\n"
         "  scopes                                list township and dining hall ids\n"
+        "  devices                               list devices: role, scope, last sync, status\n"
+        "  revoke DEVICE_ID                      refuse the device from its next request on\n"
+        "  audit-verify                          check the audit log's hash chain\n"
         "  exec \"SQL\"                            apply a county-side change (synced to tablets)\n");
     return 2;
 }
@@ -116,18 +124,89 @@ static int cmd_demo_init(struct server *srv)
     return 0;
 }
 
+/* A county-side change.  The audit records who ran what, by hash: the SQL
+ * may hold personal data. */
 static int cmd_exec(struct server *srv, const char *sql)
 {
-    char *msg = NULL;
+    char *msg = NULL, detail[128], hex[65];
+    uint8_t h[32];
     int rc = store_begin(srv);
     if (rc == SYNC_OK && sqlite3_exec(srv->db, sql, NULL, NULL, &msg) != SQLITE_OK)
         rc = SYNC_EINVAL;
     if (rc == SYNC_EINVAL)
         fprintf(stderr, "sync-server: exec: %s\n", msg ? msg : sqlite3_errmsg(srv->db));
     sqlite3_free(msg);
+    int changed = sqlite3_total_changes(srv->db);
+    crypto_generichash(h, sizeof h, (const uint8_t *)sql, strlen(sql), NULL, 0);
+    hex_encode(hex, h, 32);
+    snprintf(detail, sizeof detail, "{\"sql_hash\":\"%s\",\"changes\":%d}", hex, changed);
+    if (rc == SYNC_OK)
+        rc = audit_append(srv, "admin_exec", NULL, "admin", detail);
     rc = store_end(srv, rc);
     if (rc == SYNC_OK)
-        printf("%d row(s) changed\n", sqlite3_total_changes(srv->db));
+        printf("%d row(s) changed\n", changed);
+    return rc == SYNC_OK ? 0 : 1;
+}
+
+static void print_ms(const char *label, sqlite3_stmt *st, int col)
+{
+    char buf[32] = "-";
+    if (sqlite3_column_type(st, col) != SQLITE_NULL) {
+        time_t t = (time_t)(sqlite3_column_int64(st, col) / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    printf("%s%s", label, buf);
+}
+
+static int cmd_devices(struct server *srv)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(srv->db, "SELECT hex(id), role, hex(township_id), hex(hall_id), "
+                           "status, enrolled_at, last_sync, last_batch_seq, app_version, "
+                           "schema_version, clock_skew_ms FROM devices ORDER BY enrolled_at",
+                           -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "sync-server: devices: %s\n", sqlite3_errmsg(srv->db));
+        return 1;
+    }
+    printf("device_id\trole\tscope\tstatus\tenrolled\tlast_sync\tbatches\tapp\tschema\tclock_skew_ms\n");
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *hall = (const char *)sqlite3_column_text(st, 3);
+        printf("%s\t%s\t%s\t%s", (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1),
+               hall && *hall ? hall : (const char *)sqlite3_column_text(st, 2),
+               (const char *)sqlite3_column_text(st, 4));
+        print_ms("\t", st, 5);
+        print_ms("\t", st, 6);
+        printf("\t%lld\t%s\t%s\t%s\n", (long long)sqlite3_column_int64(st, 7),
+               sqlite3_column_text(st, 8) ? (const char *)sqlite3_column_text(st, 8) : "-",
+               sqlite3_column_text(st, 9) ? (const char *)sqlite3_column_text(st, 9) : "-",
+               sqlite3_column_text(st, 10) ? (const char *)sqlite3_column_text(st, 10) : "-");
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int cmd_revoke(struct server *srv, const char *id)
+{
+    struct outcome o;
+    outcome_init(&o);
+    if (auth_revoke(srv, id, &o) != SYNC_OK) {
+        fprintf(stderr, "sync-server: revoke: %s\n", o.detail);
+        return 1;
+    }
+    printf("revoked %s: its next request is refused and it destroys its keys\n", id);
+    return 0;
+}
+
+static int cmd_audit_verify(struct server *srv)
+{
+    long n = 0;
+    int64_t bad = 0;
+    char msg[256];
+    int rc = audit_verify(srv->db, &n, &bad, msg, sizeof msg);
+    printf("%s\n", msg);
     return rc == SYNC_OK ? 0 : 1;
 }
 
@@ -171,8 +250,12 @@ int main(int argc, char **argv)
         snprintf(srv.cfg.db, sizeof srv.cfg.db, "%s", db);
     config_finish(&srv.cfg);
     log_set_level(srv.cfg.log_level);
-    if (cmd && strcmp(cmd, "enroll-code") && strcmp(cmd, "demo-init") &&
-        strcmp(cmd, "scopes") && strcmp(cmd, "exec"))
+    static const char *const cmds[] = { "enroll-code", "demo-init", "scopes", "exec", "devices",
+                                        "revoke", "audit-verify", NULL };
+    int known = cmd == NULL;
+    for (int k = 0; cmd && cmds[k]; k++)
+        known |= strcmp(cmd, cmds[k]) == 0;
+    if (!known)
         return usage();
     if (store_open(&srv, err, sizeof err) != SYNC_OK) {
         fprintf(stderr, "sync-server: %s\n", err);
@@ -188,7 +271,13 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "scopes") == 0) {
         demo_print_scopes(srv.db, stdout);
         rc = 0;
-    } else
+    } else if (strcmp(cmd, "devices") == 0)
+        rc = cmd_devices(&srv);
+    else if (strcmp(cmd, "revoke") == 0)
+        rc = cargc == 1 ? cmd_revoke(&srv, cargv[0]) : usage();
+    else if (strcmp(cmd, "audit-verify") == 0)
+        rc = cmd_audit_verify(&srv);
+    else
         rc = cargc == 1 ? cmd_exec(&srv, cargv[0]) : usage();
     store_close(&srv);
     pthread_mutex_destroy(&srv.lock);

@@ -16,7 +16,9 @@
 #include <sodium.h>
 #include <cjson/cJSON.h>
 
+#include "audit.h"
 #include "changeset.h"
+#include "envelope.h"
 #include "eldersync.h"
 #include "log.h"
 #include "http.h"
@@ -362,15 +364,17 @@ static int record_batch(struct server *srv, const struct device *dev, uint64_t s
     int64_t now = now_ms();
     int rc = SYNC_EIO;
     if (sqlite3_prepare_v2(srv->db, "INSERT INTO batches (device_id, batch_seq, content_hash, "
-                           "received_at, vseq, nchanges, ack, raw) VALUES (?1, ?2, ?3, ?4, "
-                           "(SELECT v FROM sync_counter), ?5, ?6, ?7)", -1, &st, NULL) == SQLITE_OK) {
+                           "received_at, vseq, nchanges, ack, raw, signature) VALUES (?1, ?2, ?3, "
+                           "?4, ?8, ?5, ?6, ?7, ?9)", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (int64_t)seq);
         sqlite3_bind_blob(st, 3, hash, 32, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, now);
         sqlite3_bind_int64(st, 5, (int64_t)nchanges);
         sqlite3_bind_text(st, 6, ack, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 7, raw, (int)rawlen, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 7, raw, (int)(rawlen - ENV_SIGBYTES), SQLITE_STATIC);
+        sqlite3_bind_int64(st, 8, srv->vseq);
+        sqlite3_bind_blob(st, 9, raw + rawlen - ENV_SIGBYTES, ENV_SIGBYTES, SQLITE_STATIC);
         rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
     }
     sqlite3_finalize(st);
@@ -396,21 +400,27 @@ static int record_batch(struct server *srv, const struct device *dev, uint64_t s
 static void record_rejection(struct server *srv, const struct device *dev, uint64_t seq,
                              const struct outcome *o, int http)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(srv->db, "INSERT INTO rejections (at, device_id, batch_seq, "
-                           "http_status, error, detail, entry_id) VALUES "
-                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7)", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, now_ms());
-        sqlite3_bind_blob(st, 2, dev->id, 16, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (int64_t)seq);
-        sqlite3_bind_int(st, 4, http);
-        sqlite3_bind_text(st, 5, o->error, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 6, o->detail, -1, SQLITE_STATIC);
-        if (o->entry >= 0)
-            sqlite3_bind_int64(st, 7, o->entry);
-        sqlite3_step(st);
-    }
-    sqlite3_finalize(st);
+    sqlite3_stmt *st = store_stmt(srv, "INSERT INTO rejections (at, device_id, batch_seq, "
+                                       "http_status, error, detail, entry_id) VALUES "
+                                       "(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (st == NULL || store_begin(srv) != SYNC_OK)
+        return;
+    sqlite3_bind_int64(st, 1, now_ms());
+    sqlite3_bind_blob(st, 2, dev->id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)seq);
+    sqlite3_bind_int(st, 4, http);
+    sqlite3_bind_text(st, 5, o->error, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, o->detail, -1, SQLITE_STATIC);
+    if (o->entry >= 0)
+        sqlite3_bind_int64(st, 7, o->entry);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+    sqlite3_reset(st);
+    char detail[160];
+    snprintf(detail, sizeof detail, "{\"batch_seq\":%llu,\"http\":%d,\"error\":\"%s\",\"entry\":%lld}",
+             (unsigned long long)seq, http, o->error, (long long)o->entry);
+    if (rc == SYNC_OK)
+        rc = audit_append(srv, "rejection", dev->id, "device", detail);
+    store_end(srv, rc);
 }
 
 static char *make_ack(uint64_t seq, size_t entries, size_t changes, long conflicts)
@@ -458,6 +468,15 @@ static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
     if (*ack == NULL)
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     rc = record_batch(srv, dev, seq, hash, pt, ptlen, nchanges, *ack, b, clamped);
+    if (rc == SYNC_OK) {
+        char detail[400], hhex[65], shex[129];
+        hex_encode(hhex, hash, 32);
+        hex_encode(shex, pt + ptlen - ENV_SIGBYTES, ENV_SIGBYTES);
+        snprintf(detail, sizeof detail, "{\"batch_seq\":%llu,\"entries\":%zu,\"changes\":%zu,"
+                 "\"conflicts\":%ld,\"hash\":\"%s\",\"signature\":\"%s\"}",
+                 (unsigned long long)seq, b->n, nchanges, m.conflicts, hhex, shex);
+        rc = audit_append(srv, "batch", dev->id, "device", detail);
+    }
     if (rc != SYNC_OK)
         return outcome_set(o, rc, "storage", "cannot record the batch");
     return SYNC_OK;
@@ -469,8 +488,18 @@ int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
     struct batch b;
     uint8_t hash[32];
     size_t nchanges = 0;
+    int rc;
     *ack = NULL;
-    int rc = parse_batch(pt, ptlen, &b, o);
+    memset(&b, 0, sizeof b);
+    /* The signature comes first: nothing unsigned is even parsed. */
+    if (ptlen < ENV_SIGBYTES)
+        rc = outcome_set(o, SYNC_EPROTO, "bad_payload", "the batch has no signature");
+    else if (env_batch_verify(pt + ptlen - ENV_SIGBYTES, dev->sign_pk, dev->id, batch_seq, pt,
+                              ptlen - ENV_SIGBYTES, hash) != SYNC_OK)
+        rc = outcome_set(o, SYNC_ECRYPTO, "bad_signature",
+                         "the batch is not signed by this device's key");
+    else
+        rc = parse_batch(pt, ptlen - ENV_SIGBYTES, &b, o);
     if (rc == SYNC_OK && b.schema_version != schema_version())
         rc = outcome_set(o, SYNC_ESCHEMA, "schema_version",
                          "the tablet has schema version %d, the server %d; update the app",
@@ -478,7 +507,6 @@ int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
     if (rc == SYNC_OK)
         rc = validate_all(srv, &b, &nchanges, o);
     if (rc == SYNC_OK) {
-        crypto_generichash(hash, sizeof hash, pt, ptlen, NULL, 0);
         pthread_mutex_lock(&srv->lock);
         rc = store_begin(srv);
         if (rc == SYNC_OK)

@@ -47,6 +47,7 @@ struct device {
     int      revoked;
     int64_t  last_batch_seq;
     uint8_t  kx_pk[32];
+    uint8_t  sign_pk[32];
 };
 
 /* The outcome of a request, free of HTTP: status is a SYNC_* code; error is

@@ -16,7 +16,10 @@
 #include <time.h>
 #include <cjson/cJSON.h>
 
+#include <sodium.h>
+
 #include "changeset.h"
+#include "envelope.h"
 #include "ids.h"
 #include "policy.h"
 #include "push.h"
@@ -147,6 +150,12 @@ static void bench_merge(void)
     buf_append(&b, cs, cslen);
     buf_be32(&b, 0);
     ASSERT(!b.oom);
+    uint8_t sign_pk[32], sign_sk[64], sig[ENV_SIGBYTES], devid[16];
+    crypto_sign_keypair(sign_pk, sign_sk);
+    id_new(devid);
+    env_batch_sign(sig, sign_sk, devid, 1, b.p, b.len, NULL);
+    buf_append(&b, sig, sizeof sig);
+    ASSERT(!b.oom);
 
     struct server srv;
     memset(&srv, 0, sizeof srv);
@@ -157,7 +166,8 @@ static void bench_merge(void)
     ASSERT_EQ(store_open(&srv, err, sizeof err), SYNC_OK);
     struct device dev;
     memset(&dev, 0, sizeof dev);
-    id_new(dev.id);
+    memcpy(dev.id, devid, 16);
+    memcpy(dev.sign_pk, sign_pk, 32);
     dev.role = ROLE_HALL;
     memcpy(dev.township, cty.twp[0], 16);
     memcpy(dev.hall, cty.hall[0], 16);

@@ -212,7 +212,7 @@ void srv_stop(struct srv_proc *p)
 
 void srv_kill(struct srv_proc *p) { reap(p, SIGKILL); }
 
-/* Runs the server binary with args; returns its first stdout line. */
+/* Runs the server binary with args; out gets its standard output. */
 static int run_cmd(const struct srv_proc *p, char *const argv[], char *out, size_t n)
 {
     int fds[2];
@@ -237,9 +237,6 @@ static int run_cmd(const struct srv_proc *p, char *const argv[], char *out, size
     close(fds[0]);
     int status = 0;
     waitpid(pid, &status, 0);
-    char *nl = strchr(out, '\n');
-    if (nl)
-        *nl = '\0';
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -251,7 +248,18 @@ void srv_code(const struct srv_proc *p, const char *role, const uint8_t scope[16
     char *argv[] = { SERVER_BIN, "--db", (char *)p->db, "enroll-code", "--role", (char *)role,
                      "--scope", hex, NULL };
     ASSERT_EQ(run_cmd(p, argv, code, n), 0);
+    code[strcspn(code, "\n")] = '\0';
     ASSERT_EQ(strlen(code), 19);
+}
+
+int srv_run(const struct srv_proc *p, const char *const *args, char *out, size_t n)
+{
+    char *argv[16] = { SERVER_BIN, "--db", (char *)p->db };
+    int k = 3;
+    for (int i = 0; args[i] && k < 15; i++)
+        argv[k++] = (char *)args[i];
+    argv[k] = NULL;
+    return run_cmd(p, argv, out, n);
 }
 
 void srv_exec(const struct srv_proc *p, const char *sql)

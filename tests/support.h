@@ -48,6 +48,9 @@ void srv_kill(struct srv_proc *p);     /* SIGKILL, wait */
 /* Runs `sync-server enroll-code`; code gets the one-line code. */
 void srv_code(const struct srv_proc *p, const char *role, const uint8_t scope[16], char *code,
               size_t n);
+/* Runs `sync-server --db DB <args...>` (NULL-terminated); out gets its
+ * standard output.  Returns the exit status. */
+int srv_run(const struct srv_proc *p, const char *const *args, char *out, size_t n);
 /* Runs `sync-server exec SQL` against the server's database. */
 void srv_exec(const struct srv_proc *p, const char *sql);
 /* Opens dir/<name>.db and enrolls it with role and scope. */

@@ -53,6 +53,7 @@
 struct ident {
     uint8_t dev[16];
     uint8_t rx[32], tx[32];
+    uint8_t sign_sk[64];
 };
 
 static struct {
@@ -93,7 +94,8 @@ static void load_ident(const char *name, struct ident *id)
     ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     int bad = meta_blob(db, "device_id", id->dev, 16) || meta_blob(db, "kx_pk", kx_pk, 32) ||
-              meta_blob(db, "kx_sk", kx_sk, 32) || meta_blob(db, "server_kx_pk", srv_pk, 32);
+              meta_blob(db, "kx_sk", kx_sk, 32) || meta_blob(db, "server_kx_pk", srv_pk, 32) ||
+              meta_blob(db, "sign_sk", id->sign_sk, 64);
     sqlite3_close(db);
     ASSERT_EQ(bad, 0);
     ASSERT_EQ(env_device_keys(id->rx, id->tx, kx_pk, kx_sk, srv_pk), SYNC_OK);
@@ -154,10 +156,20 @@ static uint8_t *seal_key(const uint8_t dev[16], const uint8_t key[32], int kind,
     return out;
 }
 
+/* Seals pt for id; a push plaintext is signed first, as the SDK does. */
 static uint8_t *seal(const struct ident *id, int kind, uint64_t seq, const uint8_t *pt, size_t n,
                      size_t *outlen)
 {
-    return seal_key(id->dev, id->tx, kind, seq, pt, n, outlen);
+    if (kind != ENV_PUSH)
+        return seal_key(id->dev, id->tx, kind, seq, pt, n, outlen);
+    uint8_t *signed_pt = malloc(n + ENV_SIGBYTES);
+    ASSERT_NOT_NULL(signed_pt);
+    if (n)
+        memcpy(signed_pt, pt, n);
+    env_batch_sign(signed_pt + n, id->sign_sk, id->dev, seq, pt, n, NULL);
+    uint8_t *out = seal_key(id->dev, id->tx, kind, seq, signed_pt, n + ENV_SIGBYTES, outlen);
+    free(signed_pt);
+    return out;
 }
 
 static void post(const char *path, const char *ctype, const void *body, size_t n,
@@ -1353,6 +1365,21 @@ static void test_revoked_device(void)
     ASSERT(strstr(sync_client_errmsg(c), "revoked") != NULL);
     ASSERT_EQ(sync_pull(c, NULL), SYNC_EAUTH);
     same_hash(h0);
+    /* The 401 told the tablet to destroy its keys: crypto-shredding. */
+    ASSERT_EQ(sync_status(c, &st), SYNC_OK);
+    ASSERT_EQ(st.revoked, 1);
+    sync_client_close(c);
+    char path[256];
+    snprintf(path, sizeof path, "%s/revoked.db", F.dir);
+    sqlite3 *db = NULL;
+    ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    uint8_t k[64];
+    ASSERT(meta_blob(db, "kx_sk", k, 32) != 0);
+    ASSERT(meta_blob(db, "sign_sk", k, 64) != 0);
+    sqlite3_close(db);
+    ASSERT_EQ(sync_client_open(&c, path, NULL, 0), SYNC_OK);       /* stays revoked */
+    ASSERT_EQ(sync_run(c, NULL), SYNC_EAUTH);
+    ASSERT_EQ(sync_exec(c, upd), SYNC_EAUTH);
     sync_client_close(c);
 }
 

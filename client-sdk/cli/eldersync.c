@@ -103,6 +103,8 @@ static int cmd_status(struct sync_client *c)
         if (s.hall_id[0])
             printf("%-16s %s\n", "hall_id", s.hall_id);
         printf("%-16s %s\n", "server", s.server_url);
+        if (s.revoked)
+            printf("%-16s %s\n", "revoked", "yes: keys destroyed, this tablet cannot sync");
     }
     printf("%-16s %ld\n", "pending", s.pending);
     printf("%-16s %ld\n", "unsent", s.unsent);

@@ -119,6 +119,7 @@ int  sync_pull(struct sync_client *c, struct sync_stats *stats);
 
 struct sync_status_info {
     int     enrolled;
+    int     revoked;         /* the county revoked it; its keys are destroyed */
     char    device_id[33];
     char    role[16];
     char    township_id[33];

@@ -205,13 +205,20 @@ static int load_identity(struct sync_client *c)
     if (rc == SYNC_OK) rc = meta_get_text(c, "role", role, sizeof role);
     if (rc == SYNC_OK) rc = meta_get_blob(c, "township_id", c->township, 16);
     if (rc == SYNC_OK) rc = meta_get_text(c, "server_url", c->server_url, sizeof c->server_url);
-    if (rc == SYNC_OK) rc = meta_get_blob(c, "server_kx_pk", srv_pk, 32);
-    if (rc == SYNC_OK) rc = meta_get_blob(c, "kx_pk", kx_pk, 32);
-    if (rc == SYNC_OK) rc = meta_get_blob(c, "kx_sk", kx_sk, 32);
     if (rc != SYNC_OK)
         return client_fail(c, SYNC_EIO, "tablet identity is incomplete; re-enroll");
     c->has_hall = meta_get_blob(c, "hall_id", c->hall, 16) == SYNC_OK;
     c->role = role_bit(role);
+    int64_t revoked = 0;
+    if (meta_get_int(c, "revoked", &revoked) == SYNC_OK && revoked) {
+        c->revoked = 1;                  /* identity kept for status, keys gone */
+        return SYNC_OK;
+    }
+    rc = meta_get_blob(c, "server_kx_pk", srv_pk, 32);
+    if (rc == SYNC_OK) rc = meta_get_blob(c, "kx_pk", kx_pk, 32);
+    if (rc == SYNC_OK) rc = meta_get_blob(c, "kx_sk", kx_sk, 32);
+    if (rc != SYNC_OK)
+        return client_fail(c, SYNC_EIO, "tablet keys are missing; re-enroll");
     int64_t off = 480;
     meta_get_int(c, "utc_offset_min", &off);
     c->utc_offset_min = (int)off;
@@ -555,6 +562,8 @@ static int exec_body(struct sync_client *c, sqlite3_session *s, const char *sql)
 
 int sync_exec(struct sync_client *c, const char *sql)
 {
+    if (c->revoked)
+        return client_fail(c, SYNC_EAUTH, "this tablet was revoked by the county");
     if (!c->enrolled)
         return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
                            "`eldersync --db FILE enroll --server URL --code CODE` first");
@@ -670,7 +679,8 @@ int sync_status(struct sync_client *c, struct sync_status_info *out)
     out->unsent = count(c, "SELECT count(*) FROM outbox WHERE state = 'pending' "
                            "AND batch_seq IS NULL");
     out->quarantined = count(c, "SELECT count(*) FROM outbox WHERE state = 'quarantined'");
-    if (!c->enrolled)
+    out->revoked = c->revoked;
+    if (!c->enrolled && !c->revoked)
         return SYNC_OK;
     out->enrolled = 1;
     hex_encode(out->device_id, c->device_id, 16);

@@ -16,6 +16,7 @@ struct sync_client {
     struct hlc        hlc;
     char              err[512];
     int               enrolled;
+    int               revoked;          /* keys destroyed on the county's order */
     uint8_t           device_id[16];
     unsigned          role;
     uint8_t           township[16];

@@ -157,3 +157,32 @@ int env_server_keys(uint8_t rx[ENV_KEYBYTES], uint8_t tx[ENV_KEYBYTES],
     }
     return SYNC_OK;
 }
+
+/* The signed message: domain tag, batch_seq, device id, payload hash. */
+static void batch_message(uint8_t msg[11 + 8 + 16 + 32], const uint8_t dev[16], uint64_t seq,
+                          const uint8_t *payload, size_t len, uint8_t *hash)
+{
+    memcpy(msg, "ES-batch-v1", 11);
+    be64_put(msg + 11, seq);
+    memcpy(msg + 19, dev, 16);
+    crypto_generichash(msg + 35, 32, payload, len, NULL, 0);
+    if (hash)
+        memcpy(hash, msg + 35, 32);
+}
+
+int env_batch_sign(uint8_t sig[ENV_SIGBYTES], const uint8_t sk[64], const uint8_t dev[16],
+                   uint64_t seq, const uint8_t *payload, size_t len, uint8_t hash[32])
+{
+    uint8_t msg[67];
+    batch_message(msg, dev, seq, payload, len, hash);
+    crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
+    return SYNC_OK;
+}
+
+int env_batch_verify(const uint8_t sig[ENV_SIGBYTES], const uint8_t pk[32], const uint8_t dev[16],
+                     uint64_t seq, const uint8_t *payload, size_t len, uint8_t hash[32])
+{
+    uint8_t msg[67];
+    batch_message(msg, dev, seq, payload, len, hash);
+    return crypto_sign_verify_detached(sig, msg, sizeof msg, pk) == 0 ? SYNC_OK : SYNC_ECRYPTO;
+}

@@ -80,4 +80,16 @@ int env_server_keys(uint8_t rx[ENV_KEYBYTES], uint8_t tx[ENV_KEYBYTES],
                     const uint8_t srv_pk[32], const uint8_t srv_sk[32],
                     const uint8_t dev_pk[32]);
 
+/* Batch signatures.  A push plaintext is the batch payload followed by
+ * ENV_SIGBYTES of Ed25519 signature by the device's signing key over
+ *     "ES-batch-v1" || batch_seq (u64, big-endian) || device id || BLAKE2b-256(payload)
+ * so the server (and any later audit) can prove which device recorded a
+ * batch.  Both write the payload hash to hash (may be NULL).  Sign returns
+ * SYNC_OK; verify returns SYNC_OK or SYNC_ECRYPTO. */
+#define ENV_SIGBYTES 64
+int env_batch_sign(uint8_t sig[ENV_SIGBYTES], const uint8_t sk[64], const uint8_t dev[16],
+                   uint64_t seq, const uint8_t *payload, size_t len, uint8_t hash[32]);
+int env_batch_verify(const uint8_t sig[ENV_SIGBYTES], const uint8_t pk[32], const uint8_t dev[16],
+                     uint64_t seq, const uint8_t *payload, size_t len, uint8_t hash[32]);
+
 #endif

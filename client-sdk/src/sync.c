@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <cjson/cJSON.h>
 
 #include "changeset.h"
@@ -33,11 +34,33 @@
 
 int client_http_error(struct sync_client *c, int http, const uint8_t *body, size_t len);
 
+/* The county revoked this tablet (lost or stolen): destroy its keys, so it
+ * can neither sync nor, once data keys exist, read what it holds. */
+static void shred_keys(struct sync_client *c)
+{
+    sqlite3_exec(c->db, "BEGIN IMMEDIATE; DELETE FROM sync_meta WHERE key IN ('kx_sk', "
+                        "'sign_sk', 'kx_pk', 'sign_pk', 'server_kx_pk');"
+                        "INSERT OR REPLACE INTO sync_meta (key, value) VALUES ('revoked', 1);"
+                        "COMMIT", NULL, NULL, NULL);
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    sodium_memzero(c->rx, sizeof c->rx);
+    sodium_memzero(c->tx, sizeof c->tx);
+    c->enrolled = 0;
+}
+
 int client_http_error(struct sync_client *c, int http, const uint8_t *body, size_t len)
 {
     cJSON *j = body ? cJSON_ParseWithLength((const char *)body, len) : NULL;
     const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
     const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "detail"));
+    if (http == 401 && e && strcmp(e, "revoked") == 0) {
+        shred_keys(c);
+        c->revoked = 1;
+        cJSON_Delete(j);
+        return client_fail(c, SYNC_EAUTH, "this tablet was revoked by the county; its keys "
+                           "have been destroyed and it can no longer sync");
+    }
     int status = http == 401 ? SYNC_EAUTH
                : http == 403 ? SYNC_EFORBIDDEN
                : http == 409 ? SYNC_ECONFLICT
@@ -181,6 +204,21 @@ static int make_batch(struct sync_client *c)
         goto out;
     }
     be32_put(b.p + 12, (uint32_t)n);
+    /* Sign the batch so the server, and any later audit, can prove this
+     * device recorded it. */
+    uint8_t sk[64], sig[ENV_SIGBYTES];
+    rc = meta_get_blob(c, "sign_sk", sk, sizeof sk);
+    if (rc != SYNC_OK) {
+        rc = client_fail(c, SYNC_EAUTH, "this tablet has no signing key; enroll it again");
+        goto out;
+    }
+    env_batch_sign(sig, sk, c->device_id, (uint64_t)seq, b.p, b.len, NULL);
+    sodium_memzero(sk, sizeof sk);
+    buf_append(&b, sig, sizeof sig);
+    if (b.oom) {
+        rc = client_fail(c, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
     if (sqlite3_prepare_v2(c->db, "INSERT INTO pending_batch (batch_seq, payload, created_at) "
                            "VALUES (?1, ?2, ?3)", -1, &ins, NULL) != SQLITE_OK) {
         rc = client_fail(c, SYNC_EIO, "outbox: %s", sqlite3_errmsg(c->db));
@@ -318,6 +356,17 @@ static int push_once(struct sync_client *c, struct sync_stats *stats)
     return rc;
 }
 
+static int check_enrolled(struct sync_client *c)
+{
+    if (c->revoked)
+        return client_fail(c, SYNC_EAUTH, "this tablet was revoked by the county; its keys "
+                           "have been destroyed and it can no longer sync");
+    if (!c->enrolled)
+        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
+                           "`eldersync --db FILE enroll --server URL --code CODE` first");
+    return SYNC_OK;
+}
+
 static void count_bytes(struct sync_client *c, struct sync_stats *stats, int64_t up,
                         int64_t down)
 {
@@ -331,9 +380,8 @@ int sync_push(struct sync_client *c, struct sync_stats *stats)
 {
     int rc;
     int64_t up = c->bytes_up, down = c->bytes_down;
-    if (!c->enrolled)
-        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
-                           "`eldersync --db FILE enroll --server URL --code CODE` first");
+    if ((rc = check_enrolled(c)) != SYNC_OK)
+        return rc;
     while ((rc = push_once(c, stats)) == 1)
         ;
     count_bytes(c, stats, up, down);
@@ -668,11 +716,10 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
 
 int sync_pull(struct sync_client *c, struct sync_stats *stats)
 {
-    int more = 1, rc = SYNC_OK;
+    int more = 1, rc;
     int64_t up = c->bytes_up, down = c->bytes_down;
-    if (!c->enrolled)
-        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
-                           "`eldersync --db FILE enroll --server URL --code CODE` first");
+    if ((rc = check_enrolled(c)) != SYNC_OK)
+        return rc;
     while (rc == SYNC_OK && more)
         rc = pull_once(c, stats, &more);
     count_bytes(c, stats, up, down);

@@ -88,6 +88,29 @@ short_:
     return outcome_set(o, SYNC_EPROTO, "bad_payload", "batch is truncated");
 }
 
+/* Table lookup for the validator that also notices the server's own
+ * tables (devices, batches, audit_log, ...): writing those is forbidden,
+ * not merely unknown. */
+struct lookup_ctx {
+    const struct server *srv;
+    int                  server_only;
+    char                 name[64];
+};
+
+static int lookup_table(void *ctx, const char *name, struct cs_table_info *info)
+{
+    struct lookup_ctx *l = ctx;
+    if (policy_cs_lookup(l->srv->pol, name, info) == 0)
+        return 0;
+    for (int i = 0; i < l->srv->nserver_tables; i++) {
+        if (strcmp(l->srv->server_tables[i], name) == 0) {
+            l->server_only = 1;
+            snprintf(l->name, sizeof l->name, "%s", name);
+        }
+    }
+    return -1;
+}
+
 static int validate_all(struct server *srv, const struct batch *b, size_t *nchanges,
                         struct outcome *o)
 {
@@ -96,9 +119,14 @@ static int validate_all(struct server *srv, const struct batch *b, size_t *nchan
     for (size_t i = 0; i < b->n; i++) {
         for (int k = 0; k < 2; k++) {
             struct cs_error e;
+            struct lookup_ctx lc = { srv, 0, "" };
             size_t nc = 0;
-            int rc = cs_validate(b->e[i].cs[k], b->e[i].len[k], policy_cs_lookup, srv->pol,
-                                 &lim, &nc, &e);
+            int rc = cs_validate(b->e[i].cs[k], b->e[i].len[k], lookup_table, &lc, &lim, &nc, &e);
+            if (rc != SYNC_OK && lc.server_only) {
+                o->entry = b->e[i].id;
+                return outcome_set(o, SYNC_EFORBIDDEN, "forbidden_table",
+                                   "%s belongs to the server; no tablet may write it", lc.name);
+            }
             if (rc != SYNC_OK) {
                 o->entry = b->e[i].id;
                 const char *name = rc == SYNC_ETOOBIG ? "too_large"

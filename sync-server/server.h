@@ -28,6 +28,8 @@ struct server {
         sqlite3_stmt *st;
     } stmts[STORE_STMTS];
     int                 nstmts;
+    char                server_tables[32][48];   /* the server's own tables */
+    int                 nserver_tables;
     int64_t             vseq;     /* last version number handed out */
     int                 tx_active;/* inside store_begin .. store_end */
     int                 track;    /* 0 while push.c writes versions itself */

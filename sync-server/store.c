@@ -201,6 +201,26 @@ static int load_keys(struct server *srv, char *err, size_t errlen)
     return SYNC_OK;
 }
 
+/* Names of the tables that exist here but are not synced. */
+static int load_server_tables(struct server *srv, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(srv->db, "SELECT name FROM sqlite_schema WHERE type = 'table' "
+                           "ORDER BY name", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot list tables: %s", sqlite3_errmsg(srv->db));
+        return SYNC_EIO;
+    }
+    srv->nserver_tables = 0;
+    while (sqlite3_step(st) == SQLITE_ROW && srv->nserver_tables < 32) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (name && policy_table(srv->pol, name) == NULL)
+            snprintf(srv->server_tables[srv->nserver_tables++], sizeof srv->server_tables[0],
+                     "%s", name);
+    }
+    sqlite3_finalize(st);
+    return SYNC_OK;
+}
+
 int store_open(struct server *srv, char *err, size_t errlen)
 {
     const char *path = srv->cfg.db;
@@ -235,6 +255,8 @@ int store_open(struct server *srv, char *err, size_t errlen)
     for (int i = 0; rc == SYNC_OK && i < srv->pol->ntables; i++)
         if ((rc = install_triggers(srv->db, &srv->pol->tables[i])) != SYNC_OK)
             snprintf(err, errlen, "cannot install triggers: %s", sqlite3_errmsg(srv->db));
+    if (rc == SYNC_OK)
+        rc = load_server_tables(srv, err, errlen);
     if (rc == SYNC_OK)
         rc = load_keys(srv, err, errlen);
     if (rc != SYNC_OK)

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "policy.h"
 #include "util.h"
@@ -38,8 +39,15 @@ void fz_county_ids(struct fz_county *c)
     make_id(c->meal, 'M', 0, 0);
     make_id(c->handout, 'O', 0, 0);
     make_id(c->campaign, 'C', 0, 0);
-    for (int d = 0; d < FZ_NDEV; d++)
+    if (sodium_init() < 0)
+        fprintf(stderr, "fuzz: sodium_init failed\n");
+    for (int d = 0; d < FZ_NDEV; d++) {
+        uint8_t seed[crypto_sign_SEEDBYTES];
         make_id(c->dev[d], 'D', (uint8_t)d, 0);
+        memset(seed, 0, sizeof seed);
+        memcpy(seed, c->dev[d], 16);
+        crypto_sign_seed_keypair(c->sign_pk[d], c->sign_sk[d], seed);
+    }
 }
 
 const char *fz_xid(const uint8_t id[16], char out[36])
@@ -125,12 +133,13 @@ int fz_seed_rows(sqlite3 *db, const struct fz_county *c)
 int fz_seed_devices(sqlite3 *db, const struct fz_county *c)
 {
     static const char *const role[FZ_NDEV] = { "hall", "caregiver", "inspector" };
-    char sql[512], a[36], t[36], h[36];
+    char sql[512], a[36], t[36], h[36], pk[65];
     for (int k = 0; k < FZ_NDEV; k++) {
+        hex_encode(pk, c->sign_pk[k], 32);
         snprintf(sql, sizeof sql, "INSERT INTO devices (id, role, township_id, hall_id, kx_pk, "
-                 "sign_pk, enrolled_at) VALUES (%s, '%s', %s, %s, zeroblob(32), zeroblob(32), 0)",
+                 "sign_pk, enrolled_at) VALUES (%s, '%s', %s, %s, zeroblob(32), x'%s', 0)",
                  fz_xid(c->dev[k], a), role[k], fz_xid(c->twp[0], t),
-                 k == FZ_DEV_HALL ? fz_xid(c->hall[0], h) : "x''");
+                 k == FZ_DEV_HALL ? fz_xid(c->hall[0], h) : "x''", pk);
         if (fz_exec(db, sql) != 0)
             return -1;
     }
@@ -141,6 +150,7 @@ void fz_device(const struct fz_county *c, int k, struct device *dev)
 {
     memset(dev, 0, sizeof *dev);
     memcpy(dev->id, c->dev[k], 16);
+    memcpy(dev->sign_pk, c->sign_pk[k], 32);
     dev->role = k == FZ_DEV_HALL ? ROLE_HALL : k == FZ_DEV_CAREGIVER ? ROLE_CAREGIVER
               : ROLE_INSPECTOR;
     memcpy(dev->township, c->twp[0], 16);

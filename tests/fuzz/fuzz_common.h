@@ -34,9 +34,11 @@ struct fz_county {
     uint8_t handout[16];          /* one cash handout in T0 */
     uint8_t campaign[16];
     uint8_t dev[FZ_NDEV][16];     /* hall (H0), caregiver (T0), inspector (T0) */
+    uint8_t sign_pk[FZ_NDEV][32]; /* the devices' Ed25519 keys, from fixed seeds */
+    uint8_t sign_sk[FZ_NDEV][64];
 };
 
-/* Fills c with the fixed ids. */
+/* Fills c with the fixed ids and keys (calls sodium_init). */
 void fz_county_ids(struct fz_county *c);
 /* x'..' literal of a 16-byte id into out (36 bytes). */
 const char *fz_xid(const uint8_t id[16], char out[36]);

@@ -106,6 +106,16 @@ CREATE TABLE rejections (
     raw         BLOB
 );
 
+-- Data keys for personal columns, newest = active.  Each is wrapped
+-- (nonce || secretbox) by the master key in the server's key file; tablets
+-- receive them sealed to their device key.  Key id 0 is the blind-index key
+-- and lives only in the key file.
+CREATE TABLE keyring (
+    key_id      INTEGER NOT NULL PRIMARY KEY CHECK (key_id > 0),
+    wrapped     BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
 -- Append-only, hash-chained record of what happened: accepted batches (with
 -- the changeset hash and the device's signature), refusals, enrollments,
 -- revocations and admin actions.  hash = BLAKE2b-256 over the previous

@@ -38,3 +38,11 @@ CREATE TABLE pending_batch (
     payload    BLOB NOT NULL,
     created_at INTEGER NOT NULL
 );
+
+-- The county's data keys (id 0: the blind-index key), each sealed to this
+-- device's X25519 key by the server (crypto_box_seal).  Opening one needs
+-- the device's secret key, which the caregiver's PIN protects.
+CREATE TABLE data_keys (
+    key_id  INTEGER NOT NULL PRIMARY KEY,
+    sealed  BLOB NOT NULL
+);

@@ -20,6 +20,7 @@
 #include "demo.h"
 #include "eldersync.h"
 #include "http.h"
+#include "keyring.h"
 #include "log.h"
 #include "server.h"
 #include "store.h"
@@ -39,6 +40,7 @@ static int usage(void)
         "  devices                               list devices: role, scope, last sync, status\n"
         "  revoke DEVICE_ID                      refuse the device from its next request on\n"
         "  audit-verify                          check the audit log's hash chain\n"
+        "  rotate-key                            start a new data key (tablets get it at next sync)\n"
         "  exec \"SQL\"                            apply a county-side change (synced to tablets)\n");
     return 2;
 }
@@ -200,6 +202,17 @@ static int cmd_revoke(struct server *srv, const char *id)
     return 0;
 }
 
+static int cmd_rotate_key(struct server *srv)
+{
+    int64_t id = 0;
+    if (keyring_rotate(srv, &id) != SYNC_OK) {
+        fprintf(stderr, "sync-server: rotate-key: cannot store the new key\n");
+        return 1;
+    }
+    printf("data key %lld is now active\n", (long long)id);
+    return 0;
+}
+
 static int cmd_audit_verify(struct server *srv)
 {
     long n = 0;
@@ -251,7 +264,7 @@ int main(int argc, char **argv)
     config_finish(&srv.cfg);
     log_set_level(srv.cfg.log_level);
     static const char *const cmds[] = { "enroll-code", "demo-init", "scopes", "exec", "devices",
-                                        "revoke", "audit-verify", NULL };
+                                        "revoke", "audit-verify", "rotate-key", NULL };
     int known = cmd == NULL;
     for (int k = 0; cmd && cmds[k]; k++)
         known |= strcmp(cmd, cmds[k]) == 0;
@@ -277,6 +290,8 @@ int main(int argc, char **argv)
         rc = cargc == 1 ? cmd_revoke(&srv, cargv[0]) : usage();
     else if (strcmp(cmd, "audit-verify") == 0)
         rc = cmd_audit_verify(&srv);
+    else if (strcmp(cmd, "rotate-key") == 0)
+        rc = cmd_rotate_key(&srv);
     else
         rc = cargc == 1 ? cmd_exec(&srv, cargv[0]) : usage();
     store_close(&srv);

@@ -16,6 +16,7 @@
 #include "changeset.h"
 #include "eldersync.h"
 #include "hlc.h"
+#include "keyring.h"
 #include "rowval.h"
 #include "schema.h"
 #include "store.h"
@@ -30,10 +31,14 @@ struct page {
 };
 
 static int parse_request(const uint8_t *req, size_t len, size_t cap, int64_t *cursor,
-                         size_t *max_bytes, struct outcome *o)
+                         size_t *max_bytes, int64_t *have_key, struct outcome *o)
 {
     cJSON *j = cJSON_ParseWithLength((const char *)req, len);
     cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "cursor");
+    cJSON *hk = cJSON_GetObjectItemCaseSensitive(j, "have_key");
+    /* Absent: the tablet asks for no keys. -1: it has none yet. */
+    *have_key = cJSON_IsNumber(hk) && hk->valuedouble >= -1 && hk->valuedouble < 1e15
+              ? (int64_t)hk->valuedouble : INT64_MAX;
     cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "max_bytes");
     cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "schema_version");
     int rc = SYNC_OK;
@@ -177,17 +182,26 @@ static int assemble(struct server *srv, struct page *pg, const char *json, uint8
 int pull_build(struct server *srv, const struct device *dev, const uint8_t *req, size_t len,
                uint8_t **reply, size_t *replylen, struct outcome *o)
 {
-    int64_t cursor = 0, next = 0;
+    int64_t cursor = 0, next = 0, have_key = INT64_MAX;
     size_t max_bytes = 0;
     int more = 0;
     *reply = NULL;
     *replylen = 0;
-    int rc = parse_request(req, len, srv->cfg.pull_max_bytes, &cursor, &max_bytes, o);
+    cJSON *keys = cJSON_CreateArray();
+    if (keys == NULL)
+        return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
+    int rc = parse_request(req, len, srv->cfg.pull_max_bytes, &cursor, &max_bytes, &have_key, o);
+    if (rc != SYNC_OK) {
+        cJSON_Delete(keys);
+        return rc;
+    }
     if (rc != SYNC_OK)
         return rc;
     struct page *pg = calloc(1, sizeof *pg);
-    if (pg == NULL)
+    if (pg == NULL) {
+        cJSON_Delete(keys);
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
+    }
     for (int i = 0; i < srv->pol->ntables; i++)
         cs_writer_init(&pg->w[i]);
     pthread_mutex_lock(&srv->lock);
@@ -205,6 +219,9 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
                 acked = sqlite3_column_int64(st, 0);
         }
         sqlite3_finalize(st);
+        /* Data keys this tablet lacks, sealed to its device key. */
+        if (have_key != INT64_MAX && keyring_for_device(srv, dev, have_key, keys) < 0)
+            rc = SYNC_ECRYPTO;
     }
     sqlite3_exec(srv->db, "COMMIT", NULL, NULL, NULL);
     if (rc == SYNC_OK) {              /* sync health for the dashboard */
@@ -222,16 +239,30 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
         uint64_t hlc = hlc_make(now_ms(), 0, 0);
         if ((uint64_t)pg->max_hlc > hlc)
             hlc = (uint64_t)pg->max_hlc;
-        char json[256];
-        snprintf(json, sizeof json, "{\"cursor\":%lld,\"more\":%s,\"acked_seq\":%lld,"
-                 "\"confirmed_seq\":%lld,\"hlc\":\"%llu\",\"rows\":%ld}", (long long)next,
-                 more ? "true" : "false", (long long)acked, (long long)confirmed,
-                 (unsigned long long)hlc, pg->rows);
-        rc = assemble(srv, pg, json, reply, replylen);
+        char hlcs[24];
+        snprintf(hlcs, sizeof hlcs, "%llu", (unsigned long long)hlc);
+        cJSON *j = cJSON_CreateObject();
+        char *json = NULL;
+        if (j && cJSON_AddNumberToObject(j, "cursor", (double)next) &&
+            cJSON_AddBoolToObject(j, "more", more) &&
+            cJSON_AddNumberToObject(j, "acked_seq", (double)acked) &&
+            cJSON_AddNumberToObject(j, "confirmed_seq", (double)confirmed) &&
+            cJSON_AddStringToObject(j, "hlc", hlcs) &&
+            cJSON_AddNumberToObject(j, "rows", (double)pg->rows)) {
+            if (cJSON_GetArraySize(keys) > 0) {
+                cJSON_AddItemToObject(j, "keys", keys);
+                keys = NULL;
+            }
+            json = cJSON_PrintUnformatted(j);
+        }
+        cJSON_Delete(j);
+        rc = json ? assemble(srv, pg, json, reply, replylen) : SYNC_ENOMEM;
+        cJSON_free(json);
     }
     for (int i = 0; i < srv->pol->ntables; i++)
         cs_writer_reset(&pg->w[i]);
     free(pg);
+    cJSON_Delete(keys);
     if (rc != SYNC_OK && o->status == SYNC_OK)
         outcome_set(o, rc, rc == SYNC_ENOMEM ? "internal" : "storage", "cannot build the page");
     return rc;

@@ -16,6 +16,8 @@
 struct server_keys {
     uint8_t kx_pk[32], kx_sk[32];
     uint8_t sign_pk[32], sign_sk[64];
+    uint8_t master[32];      /* wraps the data keys in the keyring table */
+    uint8_t blind[32];       /* the county's blind-index key (key id 0) */
 };
 
 #define STORE_STMTS 64

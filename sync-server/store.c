@@ -19,6 +19,7 @@
 
 #include "eldersync.h"
 #include "ids.h"
+#include "keyring.h"
 #include "log.h"
 #include "schema.h"
 #include "rowval.h"
@@ -162,11 +163,12 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* The key file holds kx_pk | kx_sk | sign_pk | sign_sk (160 bytes). */
+/* The key file holds kx_pk | kx_sk | sign_pk | sign_sk | master | blind
+ * (224 bytes), mode 0600. */
 static int load_keys(struct server *srv, char *err, size_t errlen)
 {
     struct server_keys *k = &srv->keys;
-    uint8_t raw[160];
+    uint8_t raw[224];
     const char *path = srv->cfg.key_file;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -179,6 +181,7 @@ static int load_keys(struct server *srv, char *err, size_t errlen)
     } else if (errno == ENOENT) {
         crypto_kx_keypair(raw, raw + 32);
         crypto_sign_keypair(raw + 64, raw + 96);
+        randombytes_buf(raw + 160, 64);
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 || write_all(fd, raw, sizeof raw) != 0 || fsync(fd) != 0) {
             snprintf(err, errlen, "cannot write key file %s: %s", path, strerror(errno));
@@ -197,6 +200,8 @@ static int load_keys(struct server *srv, char *err, size_t errlen)
     memcpy(k->kx_sk, raw + 32, 32);
     memcpy(k->sign_pk, raw + 64, 32);
     memcpy(k->sign_sk, raw + 96, 64);
+    memcpy(k->master, raw + 160, 32);
+    memcpy(k->blind, raw + 192, 32);
     sodium_memzero(raw, sizeof raw);
     return SYNC_OK;
 }
@@ -259,6 +264,10 @@ int store_open(struct server *srv, char *err, size_t errlen)
         rc = load_server_tables(srv, err, errlen);
     if (rc == SYNC_OK)
         rc = load_keys(srv, err, errlen);
+    if (rc == SYNC_OK && keyring_ensure(srv) != SYNC_OK) {
+        snprintf(err, errlen, "cannot create the first data key");
+        rc = SYNC_EIO;
+    }
     if (rc != SYNC_OK)
         store_close(srv);
     return rc;

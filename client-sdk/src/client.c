@@ -404,6 +404,32 @@ out:
     return rc;
 }
 
+int client_data_key(struct sync_client *c, int64_t id, uint8_t key[32])
+{
+    uint8_t pk[32], sk[32];
+    sqlite3_stmt *st = NULL;
+    int rc = meta_get_blob(c, "kx_pk", pk, 32);
+    if (rc == SYNC_OK)
+        rc = meta_get_blob(c, "kx_sk", sk, 32);
+    if (rc != SYNC_OK)
+        return client_fail(c, SYNC_EAUTH, "this tablet has no device key");
+    if (sqlite3_prepare_v2(c->db, "SELECT sealed FROM data_keys WHERE key_id = ?1", -1, &st,
+                           NULL) != SQLITE_OK) {
+        sodium_memzero(sk, sizeof sk);
+        return client_fail(c, SYNC_EIO, "data_keys: %s", sqlite3_errmsg(c->db));
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = SYNC_ENOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        rc = sqlite3_column_bytes(st, 0) == (int)crypto_box_SEALBYTES + 32 &&
+             crypto_box_seal_open(key, sqlite3_column_blob(st, 0),
+                                  (unsigned long long)sqlite3_column_bytes(st, 0), pk, sk) == 0
+           ? SYNC_OK : SYNC_ECRYPTO;
+    sqlite3_finalize(st);
+    sodium_memzero(sk, sizeof sk);
+    return rc;
+}
+
 /* ---- captured writes ---------------------------------------------------- */
 
 int client_session(struct sync_client *c, sqlite3_session **out)

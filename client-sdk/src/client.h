@@ -47,6 +47,11 @@ int meta_set_text(struct sync_client *c, const char *key, const char *s);
 /* Runs a statement with no result rows; SYNC_EIO with the message set. */
 int client_sql(struct sync_client *c, const char *sql);
 
+/* Opens the county data key `id` (0: the blind-index key) the server
+ * sealed to this device.  SYNC_ENOTFOUND if the tablet does not have it
+ * yet, SYNC_ECRYPTO if it does not open. */
+int client_data_key(struct sync_client *c, int64_t id, uint8_t key[32]);
+
 /* Attaches every synced table to a new session. */
 int client_session(struct sync_client *c, sqlite3_session **out);
 

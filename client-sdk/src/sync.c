@@ -31,6 +31,7 @@
 #define BATCH_MAX_BYTES   (1u << 20)
 #define PULL_MAX_BYTES    (256u << 10)
 #define REPLY_MAX_BYTES   (64u << 20)
+#define SEALED_KEYBYTES   (crypto_box_SEALBYTES + 32)
 
 int client_http_error(struct sync_client *c, int http, const uint8_t *body, size_t len);
 
@@ -39,7 +40,7 @@ int client_http_error(struct sync_client *c, int http, const uint8_t *body, size
 static void shred_keys(struct sync_client *c)
 {
     sqlite3_exec(c->db, "BEGIN IMMEDIATE; DELETE FROM sync_meta WHERE key IN ('kx_sk', "
-                        "'sign_sk', 'kx_pk', 'sign_pk', 'server_kx_pk');"
+                        "'sign_sk', 'kx_pk', 'sign_pk', 'server_kx_pk'); DELETE FROM data_keys;"
                         "INSERT OR REPLACE INTO sync_meta (key, value) VALUES ('revoked', 1);"
                         "COMMIT", NULL, NULL, NULL);
     if (!sqlite3_get_autocommit(c->db))
@@ -597,11 +598,13 @@ struct page {
     int      more;
     const uint8_t *cs;
     size_t   cslen, nchanges;
+    cJSON   *json;            /* owned: the reply header (keys) */
 };
 
 static int parse_page(struct sync_client *c, const uint8_t *pt, size_t len, struct page *pg)
 {
     memset(pg, 0, sizeof *pg);
+    pg->json = NULL;
     if (len < 4 || be32_get(pt) > len - 4)
         return client_fail(c, SYNC_EPROTO, "malformed pull reply");
     size_t jlen = be32_get(pt);
@@ -612,20 +615,55 @@ static int parse_page(struct sync_client *c, const uint8_t *pt, size_t len, stru
         cJSON_Delete(j);
         return client_fail(c, SYNC_EPROTO, "malformed pull reply");
     }
+    cJSON *k;
+    cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(j, "keys")) {
+        const char *sealed = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(k, "sealed"));
+        cJSON *id = cJSON_GetObjectItemCaseSensitive(k, "id");
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || sealed == NULL ||
+            strlen(sealed) != 2 * SEALED_KEYBYTES) {
+            cJSON_Delete(j);
+            return client_fail(c, SYNC_EPROTO, "malformed key in pull reply");
+        }
+    }
     pg->cursor = (int64_t)cur->valuedouble;
     pg->more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "more"));
     pg->acked_seq = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "acked_seq"));
     pg->confirmed_seq = (int64_t)cJSON_GetNumberValue(
         cJSON_GetObjectItemCaseSensitive(j, "confirmed_seq"));
     pg->hlc = strtoull(hlc, NULL, 10);
-    cJSON_Delete(j);
+    pg->json = j;
     pg->cs = pt + 4 + jlen;
     pg->cslen = len - 4 - jlen;
     struct cs_limits lim = { 0, 0, 1u << 24, POL_MAXCOL };
     struct cs_error e;
-    if (cs_validate(pg->cs, pg->cslen, policy_cs_lookup, c->pol, &lim, &pg->nchanges, &e) != SYNC_OK)
+    if (cs_validate(pg->cs, pg->cslen, policy_cs_lookup, c->pol, &lim, &pg->nchanges, &e) != SYNC_OK) {
+        cJSON_Delete(pg->json);
+        pg->json = NULL;
         return client_fail(c, SYNC_EPROTO, "server sent a malformed changeset: %s", e.msg);
+    }
     return SYNC_OK;
+}
+
+/* Keeps the data keys the server sent, still sealed to this device. */
+static int store_keys(struct sync_client *c, cJSON *json)
+{
+    cJSON *k;
+    int rc = SYNC_OK;
+    cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(json, "keys")) {
+        uint8_t sealed[SEALED_KEYBYTES];
+        sqlite3_stmt *st = NULL;
+        hex_decode(sealed, sizeof sealed,
+                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(k, "sealed")));
+        if (sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO data_keys (key_id, sealed) "
+                               "VALUES (?1, ?2)", -1, &st, NULL) != SQLITE_OK)
+            return client_fail(c, SYNC_EIO, "data_keys: %s", sqlite3_errmsg(c->db));
+        sqlite3_bind_int64(st, 1, (int64_t)cJSON_GetNumberValue(
+                               cJSON_GetObjectItemCaseSensitive(k, "id")));
+        sqlite3_bind_blob(st, 2, sealed, sizeof sealed, SQLITE_TRANSIENT);
+        if ((rc = step_done(c, st)) != SYNC_OK)
+            break;
+    }
+    return rc;
 }
 
 /* Runs a one-parameter count query; 0 if it fails. */
@@ -669,6 +707,8 @@ static int apply_page(struct sync_client *c, const struct page *pg)
         if (rc == SYNC_OK)
             rc = client_sql(c, "UPDATE outbox SET undone = 1 WHERE state = 'quarantined'");
     }
+    if (rc == SYNC_OK)
+        rc = store_keys(c, pg->json);
     /* The reply to a push may have been lost after the server applied it. */
     if (rc == SYNC_OK)
         rc = exec_int(c, "DELETE FROM pending_batch WHERE batch_seq <= ?1", pg->acked_seq, 0);
@@ -688,8 +728,9 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
     int http = 0;
     *more = 0;
     meta_get_int(c, "cursor", &cursor);
-    snprintf(req, sizeof req, "{\"cursor\":%lld,\"max_bytes\":%u,\"schema_version\":%d}",
-             (long long)cursor, PULL_MAX_BYTES, schema_version());
+    long have_key = count_int(c, "SELECT coalesce(max(key_id), ?1) FROM data_keys", -1);
+    snprintf(req, sizeof req, "{\"cursor\":%lld,\"max_bytes\":%u,\"schema_version\":%d,"
+             "\"have_key\":%ld}", (long long)cursor, PULL_MAX_BYTES, schema_version(), have_key);
     int rc = request(c, "/v1/pull", ENV_PULL, 0, (const uint8_t *)req, strlen(req),
                      &pt, &ptlen, &http, &eb, &eblen);
     if (rc != SYNC_OK)
@@ -703,6 +744,7 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
     rc = parse_page(c, pt, ptlen, &pg);
     if (rc == SYNC_OK)
         rc = apply_page(c, &pg);
+    cJSON_Delete(pg.json);
     if (rc == SYNC_OK) {
         *more = pg.more;
         if (stats) {

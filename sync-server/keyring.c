@@ -1,0 +1,140 @@
+/* keyring.c - data keys for the personal columns.
+ *
+ * The keys live in the keyring table, each wrapped by the master key from
+ * the server's key file, so a copied database alone opens nothing.  A
+ * tablet gets them sealed to its own X25519 key; the tablet keeps that
+ * key behind the caregiver's PIN.
+ */
+#include "keyring.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sodium.h>
+#include <cjson/cJSON.h>
+
+#include "audit.h"
+#include "eldersync.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define WRAPPED (crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + KEYRING_KEYBYTES)
+
+int64_t keyring_active(struct server *srv)
+{
+    sqlite3_stmt *st = store_stmt(srv, "SELECT coalesce(max(key_id), 0) FROM keyring");
+    int64_t id = 0;
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        id = sqlite3_column_int64(st, 0);
+    if (st)
+        sqlite3_reset(st);
+    return id;
+}
+
+/* Inside the caller's transaction: a fresh key under the next id. */
+static int add_key(struct server *srv, int64_t *id)
+{
+    uint8_t key[KEYRING_KEYBYTES], wrapped[WRAPPED];
+    *id = keyring_active(srv) + 1;
+    crypto_secretbox_keygen(key);
+    randombytes_buf(wrapped, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(wrapped + crypto_secretbox_NONCEBYTES, key, sizeof key, wrapped,
+                          srv->keys.master);
+    sodium_memzero(key, sizeof key);
+    sqlite3_stmt *st = store_stmt(srv, "INSERT INTO keyring (key_id, wrapped, created_at) "
+                                       "VALUES (?1, ?2, ?3)");
+    if (st == NULL)
+        return SYNC_EIO;
+    sqlite3_bind_int64(st, 1, *id);
+    sqlite3_bind_blob(st, 2, wrapped, sizeof wrapped, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ms());
+    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+    sqlite3_reset(st);
+    return rc;
+}
+
+int keyring_ensure(struct server *srv)
+{
+    if (keyring_active(srv) > 0)
+        return SYNC_OK;
+    int64_t id;
+    int rc = store_begin(srv);
+    if (rc == SYNC_OK)
+        rc = store_end(srv, add_key(srv, &id));
+    return rc;
+}
+
+int keyring_rotate(struct server *srv, int64_t *id)
+{
+    char detail[64];
+    pthread_mutex_lock(&srv->lock);
+    int rc = store_begin(srv);
+    if (rc == SYNC_OK) {
+        rc = add_key(srv, id);
+        snprintf(detail, sizeof detail, "{\"key_id\":%lld}", (long long)*id);
+        if (rc == SYNC_OK)
+            rc = audit_append(srv, "rotate_key", NULL, "admin", detail);
+        rc = store_end(srv, rc);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    if (rc == SYNC_OK)
+        log_info("started data key %lld", (long long)*id);
+    return rc;
+}
+
+int keyring_get(struct server *srv, int64_t id, uint8_t key[KEYRING_KEYBYTES])
+{
+    sqlite3_stmt *st = store_stmt(srv, "SELECT wrapped FROM keyring WHERE key_id = ?1");
+    int rc = SYNC_ENOTFOUND;
+    if (st == NULL)
+        return SYNC_EIO;
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const uint8_t *w = sqlite3_column_blob(st, 0);
+        rc = sqlite3_column_bytes(st, 0) == WRAPPED &&
+             crypto_secretbox_open_easy(key, w + crypto_secretbox_NONCEBYTES,
+                                        WRAPPED - crypto_secretbox_NONCEBYTES, w,
+                                        srv->keys.master) == 0 ? SYNC_OK : SYNC_ECRYPTO;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int add_sealed(cJSON *keys, const struct device *dev, int64_t id, const uint8_t *key)
+{
+    uint8_t sealed[crypto_box_SEALBYTES + KEYRING_KEYBYTES];
+    char hex[2 * sizeof sealed + 1];
+    if (crypto_box_seal(sealed, key, KEYRING_KEYBYTES, dev->kx_pk) != 0)
+        return -1;
+    hex_encode(hex, sealed, sizeof sealed);
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || !cJSON_AddNumberToObject(o, "id", (double)id) ||
+        !cJSON_AddStringToObject(o, "sealed", hex)) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    cJSON_AddItemToArray(keys, o);
+    return 0;
+}
+
+int keyring_for_device(struct server *srv, const struct device *dev, int64_t have, cJSON *keys)
+{
+    int n = 0;
+    uint8_t key[KEYRING_KEYBYTES];
+    if (have < 0) {
+        if (add_sealed(keys, dev, 0, srv->keys.blind) != 0)
+            return -1;
+        n++;
+    }
+    int64_t active = keyring_active(srv);
+    for (int64_t id = have < 1 ? 1 : have + 1; id <= active; id++) {
+        int rc = keyring_get(srv, id, key);
+        if (rc == SYNC_OK)
+            rc = add_sealed(keys, dev, id, key) == 0 ? SYNC_OK : SYNC_ERROR;
+        sodium_memzero(key, sizeof key);
+        if (rc != SYNC_OK)
+            return -1;
+        n++;
+    }
+    return n;
+}

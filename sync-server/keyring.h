@@ -1,0 +1,34 @@
+/* keyring.h - the county's data keys: create, rotate, unwrap, and seal
+ * them to a device. */
+#ifndef SRV_KEYRING_H
+#define SRV_KEYRING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "server.h"
+
+#define KEYRING_KEYBYTES 32
+
+/* Creates key 1 if the keyring is empty.  Returns SYNC_OK or SYNC_EIO. */
+int keyring_ensure(struct server *srv);
+
+/* Starts a new data key; *id gets its key id.  New writes use it; older
+ * keys stay for reading.  Audited.  Call without srv->lock held. */
+int keyring_rotate(struct server *srv, int64_t *id);
+
+/* The newest key id (0 if none). Call with srv->lock held. */
+int64_t keyring_active(struct server *srv);
+
+/* Unwraps key id into key.  Returns SYNC_OK, SYNC_ENOTFOUND or
+ * SYNC_ECRYPTO.  Call with srv->lock held. */
+int keyring_get(struct server *srv, int64_t id, uint8_t key[KEYRING_KEYBYTES]);
+
+/* Appends to the JSON array `keys` ({"id":N,"sealed":"hex"}) every key the
+ * device does not have yet (ids above have), each sealed to the device's
+ * kx public key (crypto_box_seal), and the blind-index key as id 0 when
+ * have < 0.  Returns the number added, or -1.  srv->lock held. */
+struct cJSON;
+int keyring_for_device(struct server *srv, const struct device *dev, int64_t have,
+                       struct cJSON *keys);
+
+#endif

@@ -1,0 +1,114 @@
+/* test_keys.c - the county's data keys reach each tablet sealed to its
+ * device key, and a rotation reaches them at their next sync. */
+#include <stdio.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "client.h"
+#include "keyring.h"
+#include "store.h"
+#include "support.h"
+#include "test.h"
+
+static struct county cty;
+static struct srv_proc srv;
+
+/* The server's copy of key id, read from its database and key file. */
+static void server_key(int64_t id, uint8_t key[32])
+{
+    struct server s;
+    char err[256];
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.lock, NULL);
+    config_load(&s.cfg, NULL, err, sizeof err);
+    snprintf(s.cfg.db, sizeof s.cfg.db, "%s", srv.db);
+    config_finish(&s.cfg);
+    ASSERT_EQ(store_open(&s, err, sizeof err), SYNC_OK);
+    if (id == 0)
+        memcpy(key, s.keys.blind, 32);
+    else
+        ASSERT_EQ(keyring_get(&s, id, key), SYNC_OK);
+    store_close(&s);
+    pthread_mutex_destroy(&s.lock);
+}
+
+static void test_tablet_receives_keys_and_rotation(void)
+{
+    struct sync_client *a = tablet_new(&srv, "keysA", "caregiver", cty.twp[0]);
+    struct sync_client *b = tablet_new(&srv, "keysB", "hall", cty.hall[2]);
+    uint8_t k[32], want[32], other[32];
+    ASSERT_EQ(client_data_key(a, 1, k), SYNC_ENOTFOUND);          /* not before a sync */
+    ASSERT_EQ(sync_run(a, NULL), SYNC_OK);
+    ASSERT_EQ(sync_run(b, NULL), SYNC_OK);
+    for (int64_t id = 0; id <= 1; id++) {
+        server_key(id, want);
+        ASSERT_EQ(client_data_key(a, id, k), SYNC_OK);
+        ASSERT_MEM_EQ(k, want, 32);
+        ASSERT_EQ(client_data_key(b, id, other), SYNC_OK);
+        ASSERT_MEM_EQ(other, want, 32);
+    }
+    ASSERT_EQ(client_data_key(a, 2, k), SYNC_ENOTFOUND);
+    const char *rotate[] = { "rotate-key", NULL };
+    char out[256];
+    ASSERT_EQ(srv_run(&srv, rotate, out, sizeof out), 0);
+    ASSERT(strstr(out, "data key 2") != NULL);
+    ASSERT_EQ(server_count(srv.db, "SELECT count(*) FROM audit_log WHERE kind = 'rotate_key'"), 1);
+    struct sync_stats st;
+    ASSERT_EQ(sync_run(a, &st), SYNC_OK);
+    server_key(2, want);
+    ASSERT_EQ(client_data_key(a, 2, k), SYNC_OK);
+    ASSERT_MEM_EQ(k, want, 32);
+    ASSERT(memcmp(k, other, 32) != 0);                          /* a new key, not the old */
+    /* Each key is sent once: the next pull carries none. */
+    long before = server_count(srv.db, "SELECT count(*) FROM keyring");
+    ASSERT_EQ(before, 2);
+    sync_client_close(a);
+    sync_client_close(b);
+}
+
+/* A key sealed to one device does not open on another: the server seals
+ * each copy to the receiving device's own key. */
+static void test_sealed_keys_are_per_device(void)
+{
+    struct sync_client *a = tablet_new(&srv, "sealA", "caregiver", cty.twp[1]);
+    struct sync_client *b = tablet_new(&srv, "sealB", "caregiver", cty.twp[1]);
+    ASSERT_EQ(sync_run(a, NULL), SYNC_OK);
+    ASSERT_EQ(sync_run(b, NULL), SYNC_OK);
+    /* Copy a's sealed key 1 into b: b cannot open it. */
+    sqlite3 *da = NULL;
+    char pa[256], pb[256];
+    snprintf(pa, sizeof pa, "%s/sealA.db", srv.dir);
+    snprintf(pb, sizeof pb, "%s/sealB.db", srv.dir);
+    sync_client_close(b);
+    ASSERT_EQ(sqlite3_open(pb, &da), SQLITE_OK);
+    char sql[512];
+    snprintf(sql, sizeof sql, "ATTACH '%s' AS a; UPDATE main.data_keys SET sealed = (SELECT sealed "
+             "FROM a.data_keys WHERE key_id = 1) WHERE key_id = 1; DETACH a", pa);
+    ASSERT_EQ(sqlite3_exec(da, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(da);
+    ASSERT_EQ(sync_client_open(&b, pb, NULL, 0), SYNC_OK);
+    uint8_t k[32];
+    ASSERT_EQ(client_data_key(b, 1, k), SYNC_ECRYPTO);
+    ASSERT_EQ(client_data_key(a, 1, k), SYNC_OK);
+    sync_client_close(a);
+    sync_client_close(b);
+}
+
+int main(void)
+{
+    static const struct test_case tests[] = {
+        TEST(test_tablet_receives_keys_and_rotation),
+        TEST(test_sealed_keys_are_per_device),
+        { NULL, NULL }
+    };
+    char dir[128], db[192];
+    if (sodium_init() < 0)
+        return 1;
+    test_dir(dir, sizeof dir, "keys");
+    snprintf(db, sizeof db, "%s/county.db", dir);
+    county_seed(db, &cty);
+    srv_start(&srv, dir, db);
+    int rc = test_run_all("test_keys", tests);
+    srv_stop(&srv);
+    return rc;
+}

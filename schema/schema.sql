@@ -31,7 +31,12 @@ PRAGMA user_version = 1;
 --                a row.  The scope key sits in `scope_column`.  A hall
 --                device also sees its hall's township; a township device
 --                also sees the halls in its township.
---   personal     columns holding personal data (encrypted at rest)
+--   personal     columns holding personal data, sealed at rest on both
+--                sides (client-sdk/src/pcrypt.h): the SDK seals on write and
+--                opens on read, the server stores them sealed
+--   blind        personal columns that also keep a blind index (keyed
+--                BLAKE2b of the normalised value) in <column>_bidx, so the
+--                server can find the same ID-card number registered twice
 --   protected    columns only the county may set: a tablet must insert NULL
 --                and may never change them
 -- ---------------------------------------------------------------------------
@@ -46,7 +51,8 @@ CREATE TABLE sync_tables (
     delete_roles  TEXT NOT NULL DEFAULT '',
     personal      TEXT NOT NULL DEFAULT '',
     protected     TEXT NOT NULL DEFAULT '',
-    state_column  TEXT
+    state_column  TEXT,
+    blind         TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 
 -- Legal values of a state column, their order, and who may set each one.
@@ -85,6 +91,8 @@ INSERT INTO sync_tables (name, policy, scope, scope_column, read_roles,
     'caregiver', 'caregiver', 'caregiver', '', 'location notes', '', NULL),
  ('visit_handouts', 'append', 'township', 'township_id',
     'caregiver', 'caregiver', '', '', '', '', NULL);
+
+UPDATE sync_tables SET blind = 'id_card' WHERE name = 'seniors';
 
 -- The retrofit workflow.  Approval and payment are the county's decisions.
 INSERT INTO sync_states (tbl, col, value, rank, roles) VALUES
@@ -147,6 +155,7 @@ CREATE TABLE seniors (
     village_id      BLOB REFERENCES villages (id),
     name            TEXT NOT NULL,          -- personal
     id_card         TEXT,                   -- personal: 18-character resident ID
+    id_card_bidx    BLOB,                   -- its blind index (see sync_tables.blind)
     phone           TEXT,                   -- personal
     address         TEXT,                   -- personal
     gender          TEXT CHECK (gender IN ('F', 'M')),
@@ -160,6 +169,7 @@ CREATE TABLE seniors (
     deleted         INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX seniors_township ON seniors (township_id);
+CREATE INDEX seniors_id_card_bidx ON seniors (id_card_bidx);
 
 -- ---------------------------------------------------------------------------
 -- Dining halls: one row per meal served.  Append-only; a mistaken entry is

@@ -265,10 +265,10 @@ static struct cs_value v_null(void)
 static const uint8_t PK_ID[CS_MAX_COLUMNS] = { 1 };    /* id first, the rest 0 */
 
 #define MEAL_NCOL   10
-#define SENIOR_NCOL 15
+#define SENIOR_NCOL 16
 #define SEN_TWP     1
-#define SEN_PHONE   5
-#define SEN_SUBSIDY 12
+#define SEN_PHONE   6
+#define SEN_SUBSIDY 13
 
 /* A whole meal_logs row. */
 static void meal_row(struct cs_value v[MEAL_NCOL], const uint8_t id[16], const uint8_t senior[16],
@@ -748,9 +748,9 @@ static void senior_row(struct cs_value v[SENIOR_NCOL], const uint8_t id[16], con
     v[0] = v_blob(id, 16);
     v[SEN_TWP] = v_blob(twp, 16);
     v[3] = v_text("Injected Senior");
-    v[9] = v_text("ordinary");
-    v[13] = v_int(1);                                /* hlc */
-    v[14] = v_int(0);                                /* deleted */
+    v[10] = v_text("ordinary");
+    v[14] = v_int(1);                                /* hlc */
+    v[15] = v_int(0);                                /* deleted */
 }
 
 /* An insert reusing the id of another township's row: the insert's own

@@ -163,9 +163,24 @@ static int load_table(sqlite3 *db, sqlite3_stmt *st, struct pol_table *t,
     t->insert_roles = (unsigned)r[1];
     t->update_roles = (unsigned)r[2];
     t->delete_roles = (unsigned)r[3];
+    uint64_t blind = 0;
     rc = cols_mask(t, col_text(st, 8), &t->personal, err, errlen);
     if (rc == SYNC_OK)
         rc = cols_mask(t, col_text(st, 9), &t->protected_, err, errlen);
+    if (rc == SYNC_OK)
+        rc = cols_mask(t, col_text(st, 11), &blind, err, errlen);
+    for (int i = 0; rc == SYNC_OK && i < t->ncol; i++) {
+        char name[64];
+        t->bidx[i] = -1;
+        if (!((blind >> i) & 1))
+            continue;
+        snprintf(name, sizeof name, "%s_bidx", t->cols[i]);
+        if (!((t->personal >> i) & 1) || (t->bidx[i] = policy_col(t, name)) < 0) {
+            snprintf(err, errlen, "sync_tables: %s.%s needs a personal column and %s", t->name,
+                     t->cols[i], name);
+            rc = SYNC_ESCHEMA;
+        }
+    }
     return rc;
 }
 
@@ -232,7 +247,7 @@ int policy_load(sqlite3 *db, struct policy **out, char *err, size_t errlen)
         return SYNC_ENOMEM;
     if (sqlite3_prepare_v2(db, "SELECT name, policy, scope, scope_column, read_roles, "
                            "insert_roles, update_roles, delete_roles, personal, "
-                           "protected, state_column FROM sync_tables ORDER BY name",
+                           "protected, state_column, blind FROM sync_tables ORDER BY name",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "sync_tables: %s", sqlite3_errmsg(db));
         free(p);

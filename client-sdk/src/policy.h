@@ -44,6 +44,7 @@ struct pol_table {
     uint64_t  personal;      /* bit i: column i holds personal data */
     uint64_t  protected_;    /* bit i: only the county may set column i */
     int       ref[POL_MAXCOL];/* synced table column i refers to (index), or -1 */
+    int       bidx[POL_MAXCOL];/* column holding column i's blind index, or -1 */
     int       nstates;
     struct pol_state states[16];
 };

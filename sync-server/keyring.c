@@ -138,3 +138,79 @@ int keyring_for_device(struct server *srv, const struct device *dev, int64_t hav
     }
     return n;
 }
+
+static int pv_get(void *ctx, int64_t id, uint8_t key[KEYRING_KEYBYTES])
+{
+    struct server *srv = ctx;
+    if (id == 0) {
+        memcpy(key, srv->keys.blind, KEYRING_KEYBYTES);
+        return SYNC_OK;
+    }
+    for (int i = 0; i < srv->nkeycache; i++) {
+        if (srv->keycache[i].id == id) {
+            memcpy(key, srv->keycache[i].key, KEYRING_KEYBYTES);
+            return SYNC_OK;
+        }
+    }
+    int rc = keyring_get(srv, id, key);
+    if (rc == SYNC_OK && srv->nkeycache < 8) {
+        srv->keycache[srv->nkeycache].id = id;
+        memcpy(srv->keycache[srv->nkeycache].key, key, KEYRING_KEYBYTES);
+        srv->nkeycache++;
+    }
+    return rc;
+}
+
+static int64_t pv_active(void *ctx)
+{
+    return keyring_active(ctx);
+}
+
+int keyring_register_sql(struct server *srv)
+{
+    srv->pv.get = pv_get;
+    srv->pv.active = pv_active;
+    srv->pv.ctx = srv;
+    return pvsql_register(srv->db, &srv->pv) == SQLITE_OK ? SYNC_OK : SYNC_ERROR;
+}
+
+int keyring_seal_plaintext(struct server *srv)
+{
+    for (int i = 0; i < srv->pol->ntables; i++) {
+        const struct pol_table *t = &srv->pol->tables[i];
+        if (!t->personal)
+            continue;
+        struct buf b = {0}, w = {0};
+        char part[256];
+        int n;
+        n = snprintf(part, sizeof part, "UPDATE \"%s\" SET ", t->name);
+        buf_append(&b, part, (size_t)n);
+        int first = 1;
+        for (int c = 0; c < t->ncol; c++) {
+            if (!((t->personal >> c) & 1))
+                continue;
+            const char *col = t->cols[c];
+            n = snprintf(part, sizeof part, "%s\"%s\" = es_enc('%s', '%s', id, \"%s\")",
+                         first ? "" : ", ", col, t->name, col, col);
+            buf_append(&b, part, (size_t)n);
+            if (t->bidx[c] >= 0) {
+                n = snprintf(part, sizeof part, ", \"%s\" = CASE WHEN es_key_id(\"%s\") IS NULL "
+                             "THEN es_bidx(\"%s\") ELSE \"%s\" END", t->cols[t->bidx[c]], col,
+                             col, t->cols[t->bidx[c]]);
+                buf_append(&b, part, (size_t)n);
+            }
+            n = snprintf(part, sizeof part, "%s(\"%s\" IS NOT NULL AND es_key_id(\"%s\") IS NULL)",
+                         first ? " WHERE " : " OR ", col, col);
+            buf_append(&w, part, (size_t)n);
+            first = 0;
+        }
+        buf_append(&b, w.p, w.len);
+        buf_byte(&b, 0);
+        int rc = b.oom || w.oom ? SYNC_ENOMEM : store_exec(srv->db, (const char *)b.p);
+        buf_free(&b);
+        buf_free(&w);
+        if (rc != SYNC_OK)
+            return rc;
+    }
+    return SYNC_OK;
+}

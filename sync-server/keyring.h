@@ -31,4 +31,13 @@ struct cJSON;
 int keyring_for_device(struct server *srv, const struct device *dev, int64_t have,
                        struct cJSON *keys);
 
+/* Registers es_enc / es_dec / es_bidx / es_key_id on srv->db with the
+ * keyring as key provider (keys unwrapped once and cached). */
+int keyring_register_sql(struct server *srv);
+
+/* Seals every plaintext personal value and fills missing blind indexes,
+ * inside the caller's transaction: after county-side writes (demo-init,
+ * exec) so plaintext never commits.  Returns SYNC_OK or SYNC_EIO. */
+int keyring_seal_plaintext(struct server *srv);
+
 #endif

@@ -115,8 +115,12 @@ static int cmd_demo_init(struct server *srv)
     char err[256], today[11];
     local_date(srv->cfg.utc_offset_min, today);
     int rc = store_begin(srv);
-    if (rc == SYNC_OK)
-        rc = store_end(srv, demo_init(srv->db, 20261130, today, err, sizeof err));
+    if (rc == SYNC_OK) {
+        rc = demo_init(srv->db, 20261130, today, err, sizeof err);
+        if (rc == SYNC_OK && (rc = keyring_seal_plaintext(srv)) != SYNC_OK)
+            snprintf(err, sizeof err, "cannot seal the personal data");
+        rc = store_end(srv, rc);
+    }
     if (rc != SYNC_OK) {
         fprintf(stderr, "sync-server: demo-init: %s\n", err);
         return 1;
@@ -139,6 +143,9 @@ static int cmd_exec(struct server *srv, const char *sql)
         fprintf(stderr, "sync-server: exec: %s\n", msg ? msg : sqlite3_errmsg(srv->db));
     sqlite3_free(msg);
     int changed = sqlite3_total_changes(srv->db);
+    /* Personal values the SQL wrote in clear are sealed before commit. */
+    if (rc == SYNC_OK && keyring_seal_plaintext(srv) != SYNC_OK)
+        rc = SYNC_EIO;
     crypto_generichash(h, sizeof h, (const uint8_t *)sql, strlen(sql), NULL, 0);
     hex_encode(hex, h, 32);
     snprintf(detail, sizeof detail, "{\"sql_hash\":\"%s\",\"changes\":%d}", hex, changed);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "policy.h"
 #include "sqlite.h"
+#include "pvsql.h"
 
 struct server_keys {
     uint8_t kx_pk[32], kx_sk[32];
@@ -39,6 +40,9 @@ struct server {
     struct policy      *pol;
     struct server_keys  keys;
     struct mg_context  *mg;
+    struct pv_keys      pv;           /* es_enc / es_dec on this connection */
+    struct { int64_t id; uint8_t key[32]; } keycache[8];
+    int                 nkeycache;
 };
 
 /* A device as the server knows it. */

@@ -264,6 +264,10 @@ int store_open(struct server *srv, char *err, size_t errlen)
         rc = load_server_tables(srv, err, errlen);
     if (rc == SYNC_OK)
         rc = load_keys(srv, err, errlen);
+    if (rc == SYNC_OK && keyring_register_sql(srv) != SYNC_OK) {
+        snprintf(err, errlen, "cannot register the personal-data functions");
+        rc = SYNC_ERROR;
+    }
     if (rc == SYNC_OK && keyring_ensure(srv) != SYNC_OK) {
         snprintf(err, errlen, "cannot create the first data key");
         rc = SYNC_EIO;
@@ -311,6 +315,8 @@ void store_close(struct server *srv)
         free(srv->stmts[i].sql);
     }
     srv->nstmts = 0;
+    sodium_memzero(srv->keycache, sizeof srv->keycache);
+    srv->nkeycache = 0;
     sqlite3_close_v2(srv->db);
     srv->db = NULL;
     policy_free(srv->pol);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ids.h"
+#include "keyring.h"
 #include "policy.h"
 #include "rowhash.h"
 #include "scope.h"
@@ -111,6 +112,7 @@ void county_seed(const char *db, struct county *c)
             exec_ok(srv.db, sql);
         }
     }
+    ASSERT_EQ(keyring_seal_plaintext(&srv), SYNC_OK);     /* names, ID numbers sealed */
     ASSERT_EQ(store_end(&srv, SYNC_OK), SYNC_OK);
     store_close(&srv);
     pthread_mutex_destroy(&srv.lock);
@@ -324,18 +326,70 @@ void server_hash(const char *db, uint8_t out[32])
     sqlite3_close(h);
 }
 
+static void open_server(struct server *srv, const char *db)
+{
+    char err[256];
+    memset(srv, 0, sizeof *srv);
+    pthread_mutex_init(&srv->lock, NULL);
+    config_load(&srv->cfg, NULL, err, sizeof err);
+    snprintf(srv->cfg.db, sizeof srv->cfg.db, "%s", db);
+    config_finish(&srv->cfg);
+    if (store_open(srv, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "  open %s: %s\n", db, err);
+        ASSERT(0);
+    }
+}
+
+void conflict_value(const char *db, const uint8_t pk[16], const char *kind, const char *side,
+                    const char *col, char *out, size_t n)
+{
+    struct server srv;
+    sqlite3_stmt *st = NULL;
+    char sql[256], path[64];
+    open_server(&srv, db);
+    snprintf(path, sizeof path, "$.%s.hex", col);
+    snprintf(sql, sizeof sql, "SELECT tbl, json_extract(%s, ?2) FROM conflicts WHERE pk = ?1 "
+             "AND kind = ?3", strcmp(side, "winner") == 0 ? "winner" : "loser");
+    ASSERT_EQ(sqlite3_prepare_v2(srv.db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, pk, 16, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    char tbl[64];
+    const char *hex = (const char *)sqlite3_column_text(st, 1);
+    ASSERT_NOT_NULL(hex);
+    snprintf(tbl, sizeof tbl, "%s", (const char *)sqlite3_column_text(st, 0));
+    size_t len = strlen(hex) / 2;
+    uint8_t *blob = malloc(len + 1);
+    ASSERT_NOT_NULL(blob);
+    ASSERT_EQ(hex_decode(blob, len, hex), 0);
+    sqlite3_finalize(st);
+    ASSERT_EQ(sqlite3_prepare_v2(srv.db, "SELECT es_dec(?1, ?2, ?3, ?4)", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, pk, 16, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, blob, (int)len, SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    free(blob);
+    store_close(&srv);
+    pthread_mutex_destroy(&srv.lock);
+}
+
 long server_count(const char *db, const char *sql)
 {
-    sqlite3 *h = NULL;
+    /* Through the server's own open, so es_dec() can read personal values. */
+    struct server srv;
     sqlite3_stmt *st = NULL;
     long n = -1;
-    ASSERT_EQ(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(h, 10000);
-    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    open_server(&srv, db);
+    if (sqlite3_prepare_v2(srv.db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         n = (long)sqlite3_column_int64(st, 0);
     else
-        fprintf(stderr, "  server_count: %s\n", sqlite3_errmsg(h));
+        fprintf(stderr, "  server_count: %s\n", sqlite3_errmsg(srv.db));
     sqlite3_finalize(st);
-    sqlite3_close(h);
+    store_close(&srv);
+    pthread_mutex_destroy(&srv.lock);
     return n;
 }

@@ -64,6 +64,11 @@ void proj_hash(const char *db, const char *role, const uint8_t twp[16], const ui
 void server_hash(const char *db, uint8_t out[32]);
 /* count(*) of a query with no parameters on the server database. */
 long server_count(const char *db, const char *sql);
+/* Opens a sealed personal value kept in a conflict record: column `col`
+ * of side ("winner"/"loser") of the conflict of `kind` on row pk, into out
+ * as text.  Asserts that it exists and opens. */
+void conflict_value(const char *db, const uint8_t pk[16], const char *kind, const char *side,
+                    const char *col, char *out, size_t n);
 /* x'...' literal for an id, into a caller buffer of 36 bytes. */
 const char *xid(const uint8_t id[16], char buf[36]);
 /* Small deterministic PRNG. */

@@ -1220,8 +1220,8 @@ static void test_quarantine(void)
     run_ok(c, &stats, "sync_run");
     ASSERT_EQ(stats.quarantined, 1);
     expect_status(c, 1, 0);
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM seniors WHERE id = %s AND phone = "
-             "'13700000015'", xid(kept, a));
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM seniors WHERE id = %s AND "
+             "es_dec('seniors', 'phone', id, phone) = '13700000015'", xid(kept, a));
     ASSERT_EQ(server_count(F.db, sql), 1);              /* the legitimate edit */
     snprintf(sql, sizeof sql, "SELECT count(*) FROM seniors WHERE id = %s AND phone IS NULL "
              "AND township_id = %s", xid(moved, a), xid(F.c.twp[1], b));
@@ -1231,8 +1231,8 @@ static void test_quarantine(void)
     run_ok(c, &stats, "second sync_run");
     snprintf(sql, sizeof sql, "SELECT count(*) FROM seniors WHERE id = %s", xid(moved, a));
     ASSERT_EQ(tablet_count(c, sql), 0);                 /* left the scope */
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM seniors WHERE id = %s AND phone = "
-             "'13700000015'", xid(kept, a));
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM seniors WHERE id = %s AND "
+             "es_dec('seniors', 'phone', id, phone) = '13700000015'", xid(kept, a));
     ASSERT_EQ(tablet_count(c, sql), 1);
     expect_status(c, 1, 0);
     expect_converged(c);
@@ -1265,20 +1265,23 @@ static void test_quarantine_insert(void)
     snprintf(sql, sizeof sql, "UPDATE seniors SET phone = '13700000017' WHERE id = %s",
              xid(kept, a));
     exec_ok(c, sql);
-    ASSERT_EQ(tablet_count(c, "SELECT count(*) FROM seniors WHERE name = 'Refused Senior B'"), 1);
+    ASSERT_EQ(tablet_count(c, "SELECT count(*) FROM seniors WHERE "
+                                   "es_dec('seniors', 'name', id, name) = 'Refused Senior B'"), 1);
 
     run_ok(c, &stats, "sync_run");
     ASSERT_EQ(stats.quarantined, 1);
     expect_status(c, 1, 0);
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM seniors WHERE id = %s AND phone = "
-             "'13700000017'", xid(kept, a));
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM seniors WHERE id = %s AND "
+             "es_dec('seniors', 'phone', id, phone) = '13700000017'", xid(kept, a));
     ASSERT_EQ(server_count(F.db, sql), 1);
-    ASSERT_EQ(server_count(F.db, "SELECT count(*) FROM seniors WHERE name = 'Refused Senior B'"),
+    ASSERT_EQ(server_count(F.db, "SELECT count(*) FROM seniors WHERE "
+                                   "es_dec('seniors', 'name', id, name) = 'Refused Senior B'"),
               0);
     expect_recorded(c, "cg_q2", "protected_column", 403);
 
     run_ok(c, &stats, "second sync_run");
-    ASSERT_EQ(tablet_count(c, "SELECT count(*) FROM seniors WHERE name = 'Refused Senior B'"), 0);
+    ASSERT_EQ(tablet_count(c, "SELECT count(*) FROM seniors WHERE "
+                                   "es_dec('seniors', 'name', id, name) = 'Refused Senior B'"), 0);
     ASSERT_EQ(tablet_count(c, sql), 1);
     expect_status(c, 1, 0);
     expect_converged(c);

@@ -18,6 +18,7 @@
 #include "envelope.h"
 #include "ids.h"
 #include "rowhash.h"
+#include "pcrypt.h"
 #include "rowval.h"
 #include "schema.h"
 #include "transport.h"
@@ -166,6 +167,8 @@ int meta_set_text(struct sync_client *c, const char *key, const char *s)
 
 /* ---- open / identity ---------------------------------------------------- */
 
+static int install_views(struct sync_client *c);
+
 /* local_date([ms]): the county's calendar date of an instant (default now),
  * 'YYYY-MM-DD'.  Breakfast at 07:30 in Asia/Shanghai is 23:30 UTC the day
  * before; its service_date is the local day. */
@@ -278,6 +281,8 @@ int sync_client_open(struct sync_client **out, const char *db_path,
         rc = policy_load(c->db, &c->pol, errbuf, errlen);
     if (rc == SYNC_OK)
         rc = load_identity(c);
+    if (rc == SYNC_OK)
+        rc = install_views(c);
     if (rc != SYNC_OK) {
         if (c->err[0])
             snprintf(errbuf, errlen, "%s", c->err);
@@ -294,8 +299,12 @@ void sync_client_close(struct sync_client *c)
 {
     if (c == NULL)
         return;
+    for (int i = 0; i < 32; i++)
+        for (int k = 0; k < 3; k++)
+            sqlite3_finalize(c->vstmt[i][k]);
     sqlite3_close_v2(c->db);
     policy_free(c->pol);
+    sodium_memzero(c->keycache, sizeof c->keycache);
     sodium_memzero(c->rx, sizeof c->rx);
     sodium_memzero(c->tx, sizeof c->tx);
     free(c);
@@ -430,6 +439,316 @@ int client_data_key(struct sync_client *c, int64_t id, uint8_t key[32])
     return rc;
 }
 
+/* ---- personal data: key provider and decrypting views ------------------- */
+
+static int pv_get(void *ctx, int64_t id, uint8_t key[32])
+{
+    struct sync_client *c = ctx;
+    int free_slot = -1;
+    for (int i = 0; i < 8; i++) {
+        if (c->keycache[i].loaded && c->keycache[i].id == id) {
+            memcpy(key, c->keycache[i].key, 32);
+            return SYNC_OK;
+        }
+        if (!c->keycache[i].loaded && free_slot < 0)
+            free_slot = i;
+    }
+    int rc = client_data_key(c, id, key);
+    if (rc == SYNC_OK && free_slot >= 0) {
+        c->keycache[free_slot].id = id;
+        memcpy(c->keycache[free_slot].key, key, 32);
+        c->keycache[free_slot].loaded = 1;
+    }
+    return rc;
+}
+
+static int64_t pv_active(void *ctx)
+{
+    return ((struct sync_client *)ctx)->active_key;
+}
+
+void client_keys_changed(struct sync_client *c)
+{
+    sqlite3_stmt *st = NULL;
+    c->active_key = 0;
+    if (sqlite3_prepare_v2(c->db, "SELECT coalesce(max(key_id), 0) FROM data_keys", -1, &st,
+                           NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        c->active_key = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+}
+
+/* The value a column gets when an INSERT leaves it out: views have no
+ * defaults, so the write statement supplies the table's. */
+static void column_default(sqlite3 *db, const struct pol_table *t, int col, char *out, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    snprintf(out, n, "NULL");
+    if (sqlite3_prepare_v2(db, "SELECT dflt_value FROM pragma_table_info(?1, 'main') WHERE cid = ?2",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, col);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+            snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+}
+
+/* Appends printf-style text to a growing SQL string. */
+static void sql_add(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sql_add(struct buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* The column whose blind index column i holds, or -1. */
+static int bidx_source(const struct pol_table *t, int i)
+{
+    for (int k = 0; k < t->ncol; k++)
+        if (t->bidx[k] == i)
+            return k;
+    return -1;
+}
+
+/* A TEMP view shadowing table t that opens personal columns, and INSTEAD
+ * OF triggers that hand writes to es_row_*(), which seal personal values
+ * and write main.t with statements prepared here.  (A TEMP trigger cannot
+ * name main.t itself, and unqualified it would mean the view.)  App SQL
+ * reads and writes plaintext; the file holds only sealed values.  Sync
+ * never sees the view: changesets are applied to main.t. */
+static void view_sql(const struct pol_table *t, struct buf *b)
+{
+    const char *n = t->name;
+    sql_add(b, "CREATE TEMP VIEW \"%s\" AS SELECT ", n);
+    for (int i = 0; i < t->ncol; i++) {
+        const char *c = t->cols[i];
+        if ((t->personal >> i) & 1)
+            sql_add(b, "%ses_dec('%s', '%s', id, \"%s\") AS \"%s\"", i ? ", " : "", n, c, c, c);
+        else
+            sql_add(b, "%s\"%s\"", i ? ", " : "", c);
+    }
+    sql_add(b, " FROM main.\"%s\";\n", n);
+    sql_add(b, "CREATE TEMP TRIGGER \"es_v_%s_ins\" INSTEAD OF INSERT ON \"%s\" BEGIN "
+               "SELECT es_row_insert('%s'", n, n, n);
+    for (int i = 0; i < t->ncol; i++)
+        sql_add(b, ", NEW.\"%s\"", t->cols[i]);
+    sql_add(b, "); END;\n");
+    sql_add(b, "CREATE TEMP TRIGGER \"es_v_%s_upd\" INSTEAD OF UPDATE ON \"%s\" BEGIN "
+               "SELECT es_row_update('%s', OLD.id", n, n, n);
+    for (int i = 0; i < t->ncol; i++)
+        sql_add(b, ", NEW.\"%s\" IS NOT OLD.\"%s\", NEW.\"%s\"", t->cols[i], t->cols[i], t->cols[i]);
+    sql_add(b, "); END;\n");
+    sql_add(b, "CREATE TEMP TRIGGER \"es_v_%s_del\" INSTEAD OF DELETE ON \"%s\" BEGIN "
+               "SELECT es_row_delete('%s', OLD.id); END;\n", n, n, n);
+}
+
+/* The write statements behind the views, prepared before any app SQL. */
+static int prepare_writes(struct sync_client *c, int ti)
+{
+    const struct pol_table *t = &c->pol->tables[ti];
+    struct buf b = {0};
+    char dflt[128];
+    sql_add(&b, "INSERT INTO main.\"%s\" VALUES (", t->name);
+    for (int i = 0; i < t->ncol; i++) {
+        column_default(c->db, t, i, dflt, sizeof dflt);
+        sql_add(&b, "%scoalesce(?%d, %s)", i ? ", " : "", i + 1, dflt);
+    }
+    sql_add(&b, ")");
+    buf_byte(&b, 0);
+    int rc = b.oom ? SQLITE_NOMEM : sqlite3_prepare_v3(c->db, (const char *)b.p, -1,
+                                   SQLITE_PREPARE_PERSISTENT, &c->vstmt[ti][0], NULL);
+    buf_free(&b);
+    sql_add(&b, "UPDATE main.\"%s\" SET ", t->name);
+    for (int i = 0, first = 1; i < t->ncol; i++) {
+        if (i == t->id_col)
+            continue;
+        sql_add(&b, "%s\"%s\" = CASE WHEN ?%d THEN ?%d ELSE \"%s\" END", first ? "" : ", ",
+                t->cols[i], 2 * i + 1, 2 * i + 2, t->cols[i]);
+        first = 0;
+    }
+    sql_add(&b, " WHERE id = ?%d", 2 * t->ncol + 1);
+    buf_byte(&b, 0);
+    if (rc == SQLITE_OK)
+        rc = b.oom ? SQLITE_NOMEM : sqlite3_prepare_v3(c->db, (const char *)b.p, -1,
+                                   SQLITE_PREPARE_PERSISTENT, &c->vstmt[ti][1], NULL);
+    buf_free(&b);
+    sql_add(&b, "DELETE FROM main.\"%s\" WHERE id = ?1", t->name);
+    buf_byte(&b, 0);
+    if (rc == SQLITE_OK)
+        rc = b.oom ? SQLITE_NOMEM : sqlite3_prepare_v3(c->db, (const char *)b.p, -1,
+                                   SQLITE_PREPARE_PERSISTENT, &c->vstmt[ti][2], NULL);
+    buf_free(&b);
+    return rc == SQLITE_OK ? SYNC_OK : client_fail(c, SYNC_EIO, "cannot prepare the write for "
+                                                   "%s: %s", t->name, sqlite3_errmsg(c->db));
+}
+
+/* Binds value v of column i of t for row pk: sealed if personal, a blind
+ * index if i holds one (of src), as is otherwise.  0, or -1 with ctx's
+ * error set. */
+static int bind_column(sqlite3_context *ctx, struct sync_client *c, sqlite3_stmt *st, int slot,
+                       const struct pol_table *t, int i, sqlite3_value *pk, sqlite3_value *v,
+                       sqlite3_value *src)
+{
+    uint8_t key[32];
+    if (src != NULL) {                        /* the blind index of column src */
+        if (sqlite3_value_type(src) == SQLITE_NULL)
+            return sqlite3_bind_null(st, slot) == SQLITE_OK ? 0 : -1;
+        uint8_t bidx[PV_BIDXBYTES];
+        if (pv_get(c, 0, key) != SYNC_OK) {
+            sqlite3_result_error(ctx, "no blind-index key yet: sync first", -1);
+            return -1;
+        }
+        pv_blind(bidx, key, sqlite3_value_text(src), (size_t)sqlite3_value_bytes(src));
+        sodium_memzero(key, sizeof key);
+        return sqlite3_bind_blob(st, slot, bidx, sizeof bidx, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
+    }
+    if (!((t->personal >> i) & 1) || sqlite3_value_type(v) == SQLITE_NULL)
+        return sqlite3_bind_value(st, slot, v) == SQLITE_OK ? 0 : -1;
+    uint8_t *out = NULL;
+    size_t outlen = 0;
+    if (c->active_key <= 0 || pv_get(c, c->active_key, key) != SYNC_OK) {
+        sqlite3_result_error(ctx, "no data key to protect personal data yet: sync first", -1);
+        return -1;
+    }
+    int rc = pv_seal(key, (uint32_t)c->active_key, t->name, t->cols[i], sqlite3_value_blob(pk),
+                     (size_t)sqlite3_value_bytes(pk), sqlite3_value_text(v),
+                     (size_t)sqlite3_value_bytes(v), &out, &outlen);
+    sodium_memzero(key, sizeof key);
+    if (rc != SYNC_OK) {
+        sqlite3_result_error_nomem(ctx);
+        return -1;
+    }
+    return sqlite3_bind_blob(st, slot, out, (int)outlen, free) == SQLITE_OK ? 0 : -1;
+}
+
+static const struct pol_table *view_table(sqlite3_context *ctx, struct sync_client *c,
+                                          sqlite3_value *name, int *ti)
+{
+    const struct pol_table *t = policy_table(c->pol, (const char *)sqlite3_value_text(name));
+    if (t == NULL || !t->personal) {
+        sqlite3_result_error(ctx, "es_row_*: not a table with personal columns", -1);
+        return NULL;
+    }
+    *ti = (int)(t - c->pol->tables);
+    return t;
+}
+
+/* Steps a write statement; reports its error as the function's.  The
+ * authorizer already checked the app's statement against the view; a
+ * re-prepare of ours must not be judged again column by column. */
+static void finish_write(sqlite3_context *ctx, struct sync_client *c, sqlite3_stmt *st, int ok)
+{
+    c->in_row_write = 1;
+    int step = ok ? sqlite3_step(st) : SQLITE_DONE;
+    c->in_row_write = 0;
+    if (ok && step != SQLITE_DONE) {
+        sqlite3_result_error(ctx, sqlite3_errmsg(c->db), -1);
+        sqlite3_result_error_code(ctx, sqlite3_extended_errcode(c->db));
+    } else if (ok) {
+        sqlite3_result_null(ctx);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static void fn_row_insert(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct sync_client *c = sqlite3_user_data(ctx);
+    int ti;
+    const struct pol_table *t = view_table(ctx, c, argv[0], &ti);
+    if (t == NULL || argc != t->ncol + 1)
+        return;
+    sqlite3_stmt *st = c->vstmt[ti][0];
+    int ok = 1;
+    for (int i = 0; ok && i < t->ncol; i++) {
+        int src = bidx_source(t, i);
+        ok = bind_column(ctx, c, st, i + 1, t, i, argv[1 + t->id_col], argv[1 + i],
+                         src >= 0 ? argv[1 + src] : NULL) == 0;
+    }
+    finish_write(ctx, c, st, ok);
+}
+
+static void fn_row_update(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct sync_client *c = sqlite3_user_data(ctx);
+    int ti;
+    const struct pol_table *t = view_table(ctx, c, argv[0], &ti);
+    if (t == NULL || argc != 2 * t->ncol + 2)
+        return;
+    sqlite3_stmt *st = c->vstmt[ti][1];
+    int ok = 1;
+    for (int i = 0; i < t->ncol; i++) {
+        int county = ((t->protected_ >> i) & 1) || i == t->id_col || bidx_source(t, i) >= 0;
+        if (county && sqlite3_value_int(argv[2 + 2 * i])) {
+            snprintf(c->deny_buf, sizeof c->deny_buf, i == t->id_col ? "%s.%s may not be changed"
+                     : "%s.%s is set by the county and may not be changed on a tablet",
+                     t->name, t->cols[i]);
+            c->deny_reason = c->deny_buf;
+            sqlite3_result_error(ctx, c->deny_buf, -1);
+            return;
+        }
+    }
+    for (int i = 0; ok && i < t->ncol; i++) {
+        if (i == t->id_col)
+            continue;
+        int src = bidx_source(t, i);
+        sqlite3_value *changed = argv[2 + 2 * (src >= 0 ? src : i)];
+        sqlite3_bind_int(st, 2 * i + 1, sqlite3_value_int(changed));
+        if (sqlite3_value_int(changed))
+            ok = bind_column(ctx, c, st, 2 * i + 2, t, i, argv[1], argv[3 + 2 * i],
+                             src >= 0 ? argv[3 + 2 * src] : NULL) == 0;
+    }
+    sqlite3_bind_value(st, 2 * t->ncol + 1, argv[1]);
+    finish_write(ctx, c, st, ok);
+}
+
+static void fn_row_delete(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct sync_client *c = sqlite3_user_data(ctx);
+    int ti;
+    const struct pol_table *t = view_table(ctx, c, argv[0], &ti);
+    if (t == NULL || argc != 2)
+        return;
+    sqlite3_bind_value(c->vstmt[ti][2], 1, argv[1]);
+    finish_write(ctx, c, c->vstmt[ti][2], 1);
+}
+
+static int install_views(struct sync_client *c)
+{
+    c->pv.get = pv_get;
+    c->pv.active = pv_active;
+    c->pv.ctx = c;
+    if (pvsql_register(c->db, &c->pv) != SQLITE_OK)
+        return client_fail(c, SYNC_ERROR, "cannot register the personal-data functions");
+    if (sqlite3_create_function(c->db, "es_row_insert", -1, SQLITE_UTF8, c, fn_row_insert,
+                                NULL, NULL) != SQLITE_OK ||
+        sqlite3_create_function(c->db, "es_row_update", -1, SQLITE_UTF8, c, fn_row_update,
+                                NULL, NULL) != SQLITE_OK ||
+        sqlite3_create_function(c->db, "es_row_delete", 2, SQLITE_UTF8, c, fn_row_delete,
+                                NULL, NULL) != SQLITE_OK)
+        return client_fail(c, SYNC_ERROR, "cannot register the personal-data functions");
+    struct buf b = {0};
+    for (int i = 0; i < c->pol->ntables; i++)
+        if (c->pol->tables[i].personal)
+            view_sql(&c->pol->tables[i], &b);
+    buf_byte(&b, 0);
+    if (b.oom)
+        return client_fail(c, SYNC_ENOMEM, "out of memory");
+    int rc = client_sql(c, (const char *)b.p);
+    buf_free(&b);
+    /* After the views exist, so no schema change forces a re-prepare. */
+    for (int i = 0; rc == SYNC_OK && i < c->pol->ntables; i++)
+        if (c->pol->tables[i].personal)
+            rc = prepare_writes(c, i);
+    client_keys_changed(c);
+    return rc;
+}
+
 /* ---- captured writes ---------------------------------------------------- */
 
 int client_session(struct sync_client *c, sqlite3_session **out)
@@ -453,9 +772,10 @@ static int exec_authorizer(void *ctx, int action, const char *a1, const char *a2
                            const char *db, const char *trigger)
 {
     struct sync_client *c = ctx;
-    (void)db;
     (void)trigger;
     unsigned need = 0;
+    if (c->in_row_write)
+        return SQLITE_OK;
     const char *verb = NULL;
     switch (action) {
     case SQLITE_SELECT: case SQLITE_READ: case SQLITE_FUNCTION: case SQLITE_RECURSIVE:
@@ -492,7 +812,10 @@ static int exec_authorizer(void *ctx, int action, const char *a1, const char *a2
         c->deny_reason = c->deny_buf;
         return SQLITE_DENY;
     }
-    if (action == SQLITE_UPDATE && a2) {
+    /* An UPDATE of a personal-data view (schema "temp") reports every
+     * column; es_row_update() checks the ones that really change. */
+    int view = db && strcmp(db, "temp") == 0;
+    if (action == SQLITE_UPDATE && a2 && !view) {
         int col = policy_col(t, a2);
         if (col >= 0 && ((t->protected_ >> col) & 1)) {
             snprintf(c->deny_buf, sizeof c->deny_buf,
@@ -526,7 +849,7 @@ static int stamp_hlc(struct sync_client *c, sqlite3_session *s)
         if (t == NULL || t->hlc_col < 0 || it.op == CS_DELETE)
             continue;
         char sql[160];
-        snprintf(sql, sizeof sql, "UPDATE \"%s\" SET hlc = ?1 WHERE id = ?2", t->name);
+        snprintf(sql, sizeof sql, "UPDATE main.\"%s\" SET hlc = ?1 WHERE id = ?2", t->name);
         sqlite3_stmt *st = NULL;
         const struct cs_value *id = it.op == CS_INSERT ? &it.new_[t->id_col] : &it.old[t->id_col];
         if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)

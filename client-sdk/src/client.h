@@ -9,6 +9,7 @@
 #include "sqlite.h"
 #include "policy.h"
 #include "hlc.h"
+#include "pvsql.h"
 
 struct sync_client {
     sqlite3          *db;
@@ -29,6 +30,11 @@ struct sync_client {
     int64_t           bytes_up, bytes_down;  /* totals since open */
     struct sync_test_hooks hooks;
     const char       *deny_reason;      /* set by the exec authorizer */
+    struct pv_keys    pv;               /* key provider for es_enc / es_dec */
+    int64_t           active_key;       /* newest data key id held, 0: none */
+    struct { int64_t id; int loaded; uint8_t key[32]; } keycache[8];
+    sqlite3_stmt     *vstmt[32][3];     /* insert/update/delete behind the views */
+    int               in_row_write;     /* inside es_row_*(): authorised already */
     char              deny_buf[160];
 };
 
@@ -51,6 +57,9 @@ int client_sql(struct sync_client *c, const char *sql);
  * sealed to this device.  SYNC_ENOTFOUND if the tablet does not have it
  * yet, SYNC_ECRYPTO if it does not open. */
 int client_data_key(struct sync_client *c, int64_t id, uint8_t key[32]);
+
+/* Re-reads the newest data key id after keys arrived. */
+void client_keys_changed(struct sync_client *c);
 
 /* Attaches every synced table to a new session. */
 int client_session(struct sync_client *c, sqlite3_session **out);

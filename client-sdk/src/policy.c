@@ -85,7 +85,7 @@ static int load_columns(sqlite3 *db, struct pol_table *t, char *err, size_t errl
 {
     sqlite3_stmt *st = NULL;
     int nkey = 0;
-    if (sqlite3_prepare_v2(db, "SELECT name, pk FROM pragma_table_info(?1) ORDER BY cid",
+    if (sqlite3_prepare_v2(db, "SELECT name, pk FROM pragma_table_info(?1, 'main') ORDER BY cid",
                            -1, &st, NULL) != SQLITE_OK)
         goto io;
     sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
@@ -215,7 +215,7 @@ static int load_states(sqlite3 *db, struct policy *p, char *err, size_t errlen)
 static int load_refs(sqlite3 *db, struct policy *p, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT \"from\", \"table\" FROM pragma_foreign_key_list(?1)",
+    if (sqlite3_prepare_v2(db, "SELECT \"from\", \"table\" FROM pragma_foreign_key_list(?1, 'main')",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "foreign_key_list: %s", sqlite3_errmsg(db));
         return SYNC_EIO;

@@ -52,7 +52,7 @@ int rowhash_compute(sqlite3 *db, const struct policy *pol, unsigned roles,
             continue;
         if (filter && filter(ctx, t, where, sizeof where) != 0)
             continue;
-        snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"%s%s ORDER BY id", t->name,
+        snprintf(sql, sizeof sql, "SELECT * FROM main.\"%s\"%s%s ORDER BY id", t->name,
                  where[0] ? " WHERE " : "", where);
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)

@@ -707,8 +707,8 @@ static int apply_page(struct sync_client *c, const struct page *pg)
         if (rc == SYNC_OK)
             rc = client_sql(c, "UPDATE outbox SET undone = 1 WHERE state = 'quarantined'");
     }
-    if (rc == SYNC_OK)
-        rc = store_keys(c, pg->json);
+    if (rc == SYNC_OK && (rc = store_keys(c, pg->json)) == SYNC_OK)
+        client_keys_changed(c);
     /* The reply to a push may have been lost after the server applied it. */
     if (rc == SYNC_OK)
         rc = exec_int(c, "DELETE FROM pending_batch WHERE batch_seq <= ?1", pg->acked_seq, 0);

@@ -187,7 +187,7 @@ CREATE TABLE meal_logs (
     served_at       INTEGER NOT NULL,       -- UTC ms
     price_paid_fen  INTEGER NOT NULL CHECK (price_paid_fen >= 0),
     subsidy_fen     INTEGER NOT NULL DEFAULT 0 CHECK (subsidy_fen >= 0),
-    void_of         BLOB
+    void_of         BLOB REFERENCES meal_logs (id)   -- the meal this entry cancels
 );
 -- One subsidised meal per senior per meal period per day.
 CREATE UNIQUE INDEX meal_logs_one_subsidy

@@ -25,8 +25,8 @@ static void json_put(cJSON *obj, const struct pol_table *t, int col, const struc
         cJSON_AddItemToObject(obj, t->cols[col], j);
 }
 
-static void record(struct merge_ctx *m, const struct pol_table *t, const struct cs_value *pk,
-                   const struct cs_value *scopev, const char *kind, cJSON *winner, cJSON *loser)
+void merge_note(struct merge_ctx *m, const struct pol_table *t, const struct cs_value *pk,
+                const struct cs_value *scopev, const char *kind, cJSON *winner, cJSON *loser)
 {
     sqlite3_stmt *st = NULL;
     uint8_t twp[16];
@@ -159,7 +159,7 @@ static void merge_update(struct merge_ctx *m, struct change *c)
     if (ntake > 0)
         write_merge(m, c, take, ntake);
     if (lost > 0)
-        record(m, t, &c->old[t->id_col], &c->cur[t->scope_col], kind, winner, loser);
+        merge_note(m, t, &c->old[t->id_col], &c->cur[t->scope_col], kind, winner, loser);
     cJSON_Delete(winner);
     cJSON_Delete(loser);
 }
@@ -237,10 +237,10 @@ int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
             merge_update(m, &c);
             break;
         }
-        record(m, c.t, pk, scopev, "not_applied", a = row_json(&c, c.cur), b = row_json(&c, c.old));
+        merge_note(m, c.t, pk, scopev, "not_applied", a = row_json(&c, c.cur), b = row_json(&c, c.old));
         break;
     case SQLITE_CHANGESET_NOTFOUND:
-        record(m, c.t, pk, scopev, "not_found", NULL,
+        merge_note(m, c.t, pk, scopev, "not_found", NULL,
                b = row_json(&c, op == SQLITE_DELETE ? c.old : c.new_));
         break;
     case SQLITE_CHANGESET_CONFLICT:
@@ -252,7 +252,7 @@ int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
             return SQLITE_CHANGESET_ABORT;
         }
         if (!same_row(&c))
-            record(m, c.t, pk, scopev, "insert_exists", a = row_json(&c, c.cur),
+            merge_note(m, c.t, pk, scopev, "insert_exists", a = row_json(&c, c.cur),
                    b = row_json(&c, c.new_));
         break;
     case SQLITE_CHANGESET_CONSTRAINT: {
@@ -262,7 +262,7 @@ int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
         const char *kind = ext == SQLITE_CONSTRAINT_TRIGGER ? "state_regression"
                          : ext == SQLITE_CONSTRAINT_UNIQUE && op == SQLITE_INSERT
                            ? "duplicate_claim" : "constraint";
-        record(m, c.t, pk, scopev, kind, NULL, b = row_json(&c, op == SQLITE_DELETE ? c.old : c.new_));
+        merge_note(m, c.t, pk, scopev, kind, NULL, b = row_json(&c, op == SQLITE_DELETE ? c.old : c.new_));
         break;
     }
     default:

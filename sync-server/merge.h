@@ -27,4 +27,12 @@ struct merge_ctx {
  *   an insert whose id exists in another scope -> abort (forbidden) */
 int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it);
 
+/* Writes a conflict record of `kind` for row pk of t (scopev: its scope
+ * value, for the supervisors who may see it); winner / loser: JSON objects
+ * or NULL.  Sets m->failed if it cannot. */
+struct cJSON;
+void merge_note(struct merge_ctx *m, const struct pol_table *t, const struct cs_value *pk,
+                const struct cs_value *scopev, const char *kind, struct cJSON *winner,
+                struct cJSON *loser);
+
 #endif

@@ -270,8 +270,43 @@ static int authorise_change(struct authz *az, const struct cs_iter *it, struct o
 /* New versions for every row a changeset touched.  Without conflicts an
  * insert created exactly the row it carries, so its scope is known; after
  * a conflict (or for updates) the row is read back. */
-static int touch_part(struct server *srv, const uint8_t *cs, size_t len, int clean,
-                      struct outcome *o)
+/* The same person registered twice (in two townships, say, while both
+ * tablets were offline) shows as two rows with one blind index: record it
+ * for a supervisor, without anyone reading the ID number. */
+static void check_duplicates(struct server *srv, struct merge_ctx *m, const struct pol_table *t,
+                             const struct cs_iter *it)
+{
+    const struct cs_value *pk = it->op == CS_INSERT ? &it->new_[t->id_col] : &it->old[t->id_col];
+    for (int i = 0; i < t->ncol; i++) {
+        int b = t->bidx[i];
+        if (b < 0 || it->new_[b].type != CS_BLOB)
+            continue;
+        char sql[192];
+        snprintf(sql, sizeof sql, "SELECT id, \"%s\" FROM \"%s\" WHERE \"%s\" = ?1 AND id != ?2 "
+                 "LIMIT 1", t->cols[t->scope_col], t->name, t->cols[b]);
+        sqlite3_stmt *st = store_stmt(srv, sql);
+        if (st == NULL)
+            continue;
+        rowval_bind(st, 1, &it->new_[b]);
+        rowval_bind(st, 2, pk);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            struct cs_value other;
+            rowval_column(&other, st, 0);
+            cJSON *w = cJSON_CreateObject(), *l = cJSON_CreateObject();
+            cJSON_AddItemToObject(w, "id", rowval_json(&other));
+            cJSON_AddItemToObject(l, "id", rowval_json(pk));
+            cJSON_AddStringToObject(l, "column", t->cols[i]);
+            merge_note(m, t, pk, it->op == CS_INSERT ? &it->new_[t->scope_col] : NULL,
+                       "duplicate_person", w, l);
+            cJSON_Delete(w);
+            cJSON_Delete(l);
+        }
+        sqlite3_reset(st);
+    }
+}
+
+static int touch_part(struct server *srv, struct merge_ctx *m, const uint8_t *cs, size_t len,
+                      int clean, struct outcome *o)
 {
     struct cs_iter it;
     int more, rc = SYNC_OK;
@@ -281,7 +316,11 @@ static int touch_part(struct server *srv, const uint8_t *cs, size_t len, int cle
         int ins = it.op == CS_INSERT;
         rc = store_touch(srv, t, ins ? &it.new_[t->id_col] : &it.old[t->id_col],
                          ins && clean ? &it.new_[t->scope_col] : NULL);
+        if (rc == SYNC_OK && it.op != CS_DELETE)
+            check_duplicates(srv, m, t, &it);
     }
+    if (rc == SYNC_OK && m->failed)
+        rc = SYNC_EIO;
     return rc == SYNC_OK ? SYNC_OK : outcome_set(o, rc, "storage", "cannot record row versions");
 }
 
@@ -318,7 +357,7 @@ static int apply_part(struct authz *az, const uint8_t *cs, size_t len, struct me
                            "a row refers to a senior, hall, case or visit the server does not have");
     if (rc != SQLITE_OK || m->failed)
         return outcome_set(o, SYNC_EIO, "storage", "applying the batch failed");
-    return touch_part(srv, cs, len, m->calls == calls, o);
+    return touch_part(srv, m, cs, len, m->calls == calls, o);
 }
 
 /* Clamps clocks that run too far ahead of the server's. */

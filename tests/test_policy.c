@@ -264,6 +264,42 @@ static void test_double_cash_handout_applies_once(void)
     sync_client_close(b);
 }
 
+/* The same ID-card number registered in two townships while both tablets
+ * were offline: the server finds it by the blind index, without reading
+ * the number, and keeps a record for a supervisor. */
+static void test_same_person_twice_is_found(void)
+{
+    struct sync_client *a = tablet_new(&srv, "dupA", "caregiver", cty.twp[0]);
+    struct sync_client *b = tablet_new(&srv, "dupB", "caregiver", cty.twp[1]);
+    sync_ok(a);
+    sync_ok(b);
+    uint8_t ia[16], ib[16];
+    char sql[512], x[36], t[36];
+    id_new(ia);
+    id_new(ib);
+    snprintf(sql, sizeof sql, "INSERT INTO seniors (id, township_id, name, id_card) VALUES "
+             "(%s, %s, 'Wang Fang', '53012419300101002X')", xid(ia, x), xid(cty.twp[0], t));
+    exec_ok(a, sql);
+    snprintf(sql, sizeof sql, "INSERT INTO seniors (id, township_id, name, id_card) VALUES "
+             "(%s, %s, 'Wang  Fang', '530124 19300101 002x')", xid(ib, x), xid(cty.twp[1], t));
+    exec_ok(b, sql);
+    sync_ok(a);
+    sync_ok(b);
+    ASSERT_EQ(count("SELECT count(*) FROM conflicts WHERE kind = 'duplicate_person' AND pk = %s", ib), 1);
+    char q[256], ha[33];
+    hex_encode(ha, ia, 16);
+    snprintf(q, sizeof q, "SELECT count(*) FROM conflicts WHERE kind = 'duplicate_person' AND "
+             "winner LIKE '%%%s%%'", ha);
+    ASSERT_EQ(server_count(srv.db, q), 1);
+    /* Both rows stay (a supervisor decides), the number itself is sealed. */
+    ASSERT_EQ(count("SELECT count(*) FROM seniors WHERE id = %s AND es_key_id(id_card) > 0 AND "
+                    "id_card_bidx IS NOT NULL", ib), 1);
+    ASSERT_EQ(server_count(srv.db, "SELECT count(*) FROM seniors WHERE id_card LIKE '%0101002%'"), 0);
+    /* A different number is no duplicate. */
+    sync_client_close(a);
+    sync_client_close(b);
+}
+
 static int first_value(void *ctx, int ncol, const char *const *vals, const char *const *names)
 {
     (void)names;
@@ -334,6 +370,7 @@ int main(void)
         TEST(test_state_only_moves_forward),
         TEST(test_double_meal_claim_applies_once),
         TEST(test_double_cash_handout_applies_once),
+        TEST(test_same_person_twice_is_found),
         TEST(test_local_service_date),
         TEST(test_initial_sync_in_pages),
         { NULL, NULL }

@@ -208,6 +208,7 @@ static int enroll_tx(struct server *srv, const uint8_t hash[32], const uint8_t k
     cJSON_AddStringToObject(reply, "server_sign_pk", hex);
     cJSON_AddStringToObject(reply, "timezone", srv->cfg.timezone);
     cJSON_AddNumberToObject(reply, "utc_offset_minutes", srv->cfg.utc_offset_min);
+    cJSON_AddNumberToObject(reply, "max_pin_failures", srv->cfg.max_pin_failures);
     char detail[160], twphex[33];
     hex_encode(twphex, twp, 16);
     snprintf(detail, sizeof detail, "{\"role\":\"%s\",\"township_id\":\"%s\"}", role, twphex);

@@ -14,12 +14,17 @@ static void defaults(struct config *c)
     snprintf(c->timezone, sizeof c->timezone, "Asia/Shanghai");
     c->max_body_bytes = 8u << 20;
     c->pull_max_bytes = 1u << 20;
-    c->num_threads = 8;
+    c->num_threads = 16;
     c->request_timeout_ms = 15000;
+    c->device_rate_per_s = 20;
+    c->device_burst = 100;
+    c->ip_rate_per_s = 200;
+    c->ip_burst = 400;
     c->enroll_code_ttl_s = 7 * 24 * 3600;
     c->max_clock_ahead_ms = 5 * 60 * 1000;
     c->log_level = 2;
     c->utc_offset_min = 480;
+    c->max_pin_failures = 5;
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -94,7 +99,9 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     double body = (double)cfg->max_body_bytes, pull = (double)cfg->pull_max_bytes,
            thr = cfg->num_threads, tmo = cfg->request_timeout_ms,
            ttl = cfg->enroll_code_ttl_s, ahead = (double)cfg->max_clock_ahead_ms,
-           lvl = cfg->log_level, off = cfg->utc_offset_min;
+           lvl = cfg->log_level, off = cfg->utc_offset_min,
+           drate = cfg->device_rate_per_s, dburst = cfg->device_burst,
+           irate = cfg->ip_rate_per_s, iburst = cfg->ip_burst, pinf = cfg->max_pin_failures;
     const char *bad = NULL;
     if (get_str(j, "listen", cfg->listen, sizeof cfg->listen)) bad = "listen";
     else if (get_str(j, "db", cfg->db, sizeof cfg->db)) bad = "db";
@@ -108,6 +115,13 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     else if (get_num(j, "max_clock_ahead_ms", 0, 365 * 86400000.0, &ahead)) bad = "max_clock_ahead_ms";
     else if (get_num(j, "log_level", 0, 2, &lvl)) bad = "log_level";
     else if (get_num(j, "utc_offset_minutes", -720, 840, &off)) bad = "utc_offset_minutes";
+    else if (get_num(j, "max_pin_failures", 1, 100, &pinf)) bad = "max_pin_failures";
+    else if (get_num(j, "device_rate_per_s", 0, 1e6, &drate)) bad = "device_rate_per_s";
+    else if (get_num(j, "device_burst", 0, 1e6, &dburst) || (dburst > 0 && dburst < 1))
+        bad = "device_burst";
+    else if (get_num(j, "ip_rate_per_s", 0, 1e6, &irate)) bad = "ip_rate_per_s";
+    else if (get_num(j, "ip_burst", 0, 1e6, &iburst) || (iburst > 0 && iburst < 1))
+        bad = "ip_burst";
     cJSON_Delete(j);
     if (bad) {
         snprintf(err, errlen, "%s: bad value for \"%s\"", path, bad);
@@ -121,6 +135,11 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     cfg->max_clock_ahead_ms = (int64_t)ahead;
     cfg->log_level = (int)lvl;
     cfg->utc_offset_min = (int)off;
+    cfg->max_pin_failures = (int)pinf;
+    cfg->device_rate_per_s = drate;
+    cfg->device_burst = dburst;
+    cfg->ip_rate_per_s = irate;
+    cfg->ip_burst = iburst;
     return 0;
 }
 

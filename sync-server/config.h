@@ -14,11 +14,16 @@ struct config {
                                     local day (Asia/Shanghai: +480, no DST) */
     size_t  max_body_bytes;      /* larger requests get 413 unread */
     size_t  pull_max_bytes;      /* upper bound a tablet may ask per page */
-    int     num_threads;
-    int     request_timeout_ms;
+    int     num_threads;         /* CivetWeb workers: one per open request */
+    int     request_timeout_ms;  /* headers, then the body, must arrive within */
+    double  device_rate_per_s;   /* token buckets per device (push, pull) ... */
+    double  device_burst;
+    double  ip_rate_per_s;       /* ... and per client address (every request); */
+    double  ip_burst;            /* a rate or burst of 0 turns that limit off */
     int     enroll_code_ttl_s;
     int64_t max_clock_ahead_ms;  /* HLCs further ahead are clamped */
     int     log_level;
+    int     max_pin_failures;    /* wrong PINs in a row before a tablet wipes its keys */
 };
 
 /* Fills defaults, then reads path (NULL: defaults only).  Returns 0, or -1

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "ids.h"
 #include "keyring.h"
 #include "policy.h"
@@ -271,9 +272,40 @@ void srv_exec(const struct srv_proc *p, const char *sql)
     ASSERT_EQ(run_cmd(p, argv, out, sizeof out), 0);
 }
 
+static void test_env(void)
+{
+    setenv("ELDERSYNC_KDF", "light", 0);
+    setenv("ELDERSYNC_PIN", TEST_PIN, 0);
+}
+
+struct sync_client *tablet_open(const char *path)
+{
+    struct sync_client *c = NULL;
+    char err[256];
+    test_env();
+    if (sync_client_open(&c, path, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "  open %s: %s\n", path, err);
+        ASSERT(0);
+    }
+    int rc = sync_unlock(c, TEST_PIN);
+    if (rc != SYNC_OK && rc != SYNC_EAUTH)        /* a revoked tablet stays closed */
+        fprintf(stderr, "  unlock %s: %s\n", path, sync_client_errmsg(c));
+    return c;
+}
+
+void tablet_secrets(const char *path, uint8_t kx_sk[32], uint8_t sign_sk[64])
+{
+    struct sync_client *c = tablet_open(path);
+    ASSERT(c->unlocked);
+    memcpy(kx_sk, c->kx_sk, 32);
+    memcpy(sign_sk, c->sign_sk, 64);
+    sync_client_close(c);
+}
+
 struct sync_client *tablet_new(const struct srv_proc *p, const char *name, const char *role,
                                const uint8_t scope[16])
 {
+    test_env();
     char path[256], code[64], err[256];
     struct sync_client *c = NULL;
     snprintf(path, sizeof path, "%s/%s.db", p->dir, name);
@@ -282,7 +314,7 @@ struct sync_client *tablet_new(const struct srv_proc *p, const char *name, const
         fprintf(stderr, "  open %s: %s\n", path, err);
         ASSERT(0);
     }
-    if (sync_enroll(c, p->url, code) != SYNC_OK) {
+    if (sync_enroll(c, p->url, code, TEST_PIN) != SYNC_OK) {
         fprintf(stderr, "  enroll %s: %s\n", name, sync_client_errmsg(c));
         ASSERT(0);
     }

@@ -53,6 +53,14 @@ void srv_code(const struct srv_proc *p, const char *role, const uint8_t scope[16
 int srv_run(const struct srv_proc *p, const char *const *args, char *out, size_t n);
 /* Runs `sync-server exec SQL` against the server's database. */
 void srv_exec(const struct srv_proc *p, const char *sql);
+/* The PIN every test tablet is enrolled with.  Tests set ELDERSYNC_PIN
+ * (for CLI children) and ELDERSYNC_KDF=light (a cheap PIN hash). */
+#define TEST_PIN "2468"
+/* Opens an enrolled tablet database and unlocks it with TEST_PIN. */
+struct sync_client *tablet_open(const char *path);
+/* The device's secret keys from its PIN vault (for tests that craft raw
+ * requests). */
+void tablet_secrets(const char *path, uint8_t kx_sk[32], uint8_t sign_sk[64]);
 /* Opens dir/<name>.db and enrolls it with role and scope. */
 struct sync_client *tablet_new(const struct srv_proc *p, const char *name, const char *role,
                                const uint8_t scope[16]);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "client.h"
 #include "envelope.h"
 #include "sqlite.h"
 #include "support.h"
@@ -66,22 +67,9 @@ static void test_foreign_signature_refused(void)
 {
     struct sync_client *c = tablet_new(&srv, "forger", "hall", cty.hall[0]);
     ASSERT_EQ(sync_run(c, NULL), SYNC_OK);
-    char path[256];
-    snprintf(path, sizeof path, "%s/forger.db", dir);
-    sync_client_close(c);
-    sqlite3 *db = NULL;
-    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
-    /* Replace the tablet's signing key with a stranger's. */
-    uint8_t pk[32], sk[64];
-    crypto_sign_keypair(pk, sk);
-    sqlite3_stmt *stm = NULL;
-    ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE sync_meta SET value = ?1 WHERE key = 'sign_sk'", -1,
-                                 &stm, NULL), SQLITE_OK);
-    sqlite3_bind_blob(stm, 1, sk, 64, SQLITE_STATIC);
-    ASSERT_EQ(sqlite3_step(stm), SQLITE_DONE);
-    sqlite3_finalize(stm);
-    sqlite3_close(db);
-    ASSERT_EQ(sync_client_open(&c, path, NULL, 0), SYNC_OK);
+    /* Swap the unlocked signing key for a stranger's. */
+    uint8_t pk[32];
+    crypto_sign_keypair(pk, c->sign_sk);
     char sql[512], a[36], b[36], h[36];
     uint8_t id[16];
     randombytes_buf(id, 16);

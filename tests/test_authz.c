@@ -853,10 +853,10 @@ static void load_ident(const char *name, struct ident *id)
     ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     int bad = meta_blob(db, "device_id", id->dev, 16) || meta_blob(db, "kx_pk", kx_pk, 32) ||
-              meta_blob(db, "kx_sk", kx_sk, 32) || meta_blob(db, "server_kx_pk", srv_pk, 32) ||
-              meta_blob(db, "sign_sk", id->sign_sk, 64);
+              meta_blob(db, "server_kx_pk", srv_pk, 32);
     sqlite3_close(db);
     ASSERT_EQ(bad, 0);
+    tablet_secrets(path, kx_sk, id->sign_sk);        /* from the PIN vault */
     ASSERT_EQ(env_device_keys(id->rx, id->tx, kx_pk, kx_sk, srv_pk), SYNC_OK);
     sodium_memzero(kx_sk, sizeof kx_sk);
 }

@@ -86,7 +86,7 @@ static void test_sealed_keys_are_per_device(void)
              "FROM a.data_keys WHERE key_id = 1) WHERE key_id = 1; DETACH a", pa);
     ASSERT_EQ(sqlite3_exec(da, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(da);
-    ASSERT_EQ(sync_client_open(&b, pb, NULL, 0), SYNC_OK);
+    b = tablet_open(pb);
     uint8_t k[32];
     ASSERT_EQ(client_data_key(b, 1, k), SYNC_ECRYPTO);
     ASSERT_EQ(client_data_key(a, 1, k), SYNC_OK);

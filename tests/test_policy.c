@@ -352,7 +352,7 @@ static void test_initial_sync_in_pages(void)
     srv_code(&srv, "hall", cty.hall[2], code, sizeof code);
     ASSERT_EQ(sync_client_open(&c, path, err, sizeof err), SYNC_OK);
     sync_client_set_test_hooks(c, &hooks);
-    ASSERT_EQ(sync_enroll(c, srv.url, code), SYNC_OK);
+    ASSERT_EQ(sync_enroll(c, srv.url, code, TEST_PIN), SYNC_OK);
     struct sync_stats st;
     ASSERT_EQ(sync_run(c, &st), SYNC_OK);
     ASSERT_GE(pulls, 2);

@@ -6,14 +6,21 @@
  *   eldersync --db FILE query "SQL"      read-only; rows tab-separated
  *   eldersync --db FILE sync             push, then pull until done; one JSON line
  *   eldersync --db FILE status           identity, outbox, cursor, last sync
+ *   eldersync --db FILE unlock           check the caregiver's PIN
+ *
+ * The PIN comes from ELDERSYNC_PIN or is asked for on the terminal; every
+ * command but status unlocks the tablet's keys with it first.
  *
  * Exit status: 0 success, 1 failure, 2 usage, 3 server unreachable,
- * 4 device not authorised (revoked or unknown), 5 refused by the server.
+ * 4 device not authorised (revoked, unknown, wrong PIN), 5 refused by the
+ * server, 6 locked (no PIN given).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "eldersync.h"
 
@@ -25,8 +32,57 @@ static int usage(void)
         "  exec \"SQL\"                        run one local write transaction (synced later)\n"
         "  query \"SQL\"                       run read-only SQL; rows are tab-separated\n"
         "  sync                              push local writes, pull the server's changes\n"
-        "  status                            show identity, pending writes and last sync\n");
+        "  status                            show identity, pending writes and last sync\n"
+        "  unlock                            check the PIN (ELDERSYNC_PIN or typed)\n");
     return 2;
+}
+
+/* The caregiver's PIN: ELDERSYNC_PIN, else typed on the terminal without
+ * echo.  Returns buf, or NULL if there is no way to ask. */
+static const char *read_pin(const char *prompt, char *buf, size_t n)
+{
+    const char *env = getenv("ELDERSYNC_PIN");
+    if (env && *env) {
+        snprintf(buf, n, "%s", env);
+        return buf;
+    }
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (tty == NULL)
+        return NULL;
+    struct termios old, quiet;
+    int fd = fileno(tty), echo_off = tcgetattr(fd, &old) == 0;
+    if (echo_off) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    fputs(prompt, tty);
+    fflush(tty);
+    const char *got = fgets(buf, (int)n, tty);
+    if (echo_off)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    fputs("\n", tty);
+    fclose(tty);
+    if (got == NULL)
+        return NULL;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return buf;
+}
+
+static int unlock(struct sync_client *c)
+{
+    char pin[128];
+    struct sync_status_info s;
+    sync_status(c, &s);
+    if (!s.enrolled || s.revoked)
+        return SYNC_OK;                 /* the command itself says what is wrong */
+    if (read_pin("PIN: ", pin, sizeof pin) == NULL) {
+        fprintf(stderr, "eldersync: the tablet is locked: set ELDERSYNC_PIN or run in a terminal\n");
+        return SYNC_ELOCKED;
+    }
+    int rc = sync_unlock(c, pin);
+    memset(pin, 0, sizeof pin);
+    return rc;
 }
 
 static int exit_code(int rc)
@@ -36,6 +92,7 @@ static int exit_code(int rc)
     case SYNC_ENET:       return 3;
     case SYNC_EAUTH:      return 4;
     case SYNC_EFORBIDDEN: return 5;
+    case SYNC_ELOCKED:    return 6;
     default:              return 1;
     }
 }
@@ -105,6 +162,9 @@ static int cmd_status(struct sync_client *c)
         printf("%-16s %s\n", "server", s.server_url);
         if (s.revoked)
             printf("%-16s %s\n", "revoked", "yes: keys destroyed, this tablet cannot sync");
+        if (s.wiped)
+            printf("%-16s %s\n", "wiped", "yes: too many wrong PINs, keys destroyed");
+        printf("%-16s %d\n", "pin_failures", s.pin_failures);
     }
     printf("%-16s %ld\n", "pending", s.pending);
     printf("%-16s %ld\n", "unsent", s.unsent);
@@ -161,18 +221,37 @@ int main(int argc, char **argv)
             sync_client_close(c);
             return usage();
         }
-        rc = sync_enroll(c, url, code);
+        char pin[128], again[128];
+        if (read_pin("Choose the caregiver's PIN: ", pin, sizeof pin) == NULL) {
+            fprintf(stderr, "eldersync: enroll needs a PIN: set ELDERSYNC_PIN or run in a terminal\n");
+            sync_client_close(c);
+            return 1;
+        }
+        if (getenv("ELDERSYNC_PIN") == NULL &&
+            (read_pin("Repeat the PIN: ", again, sizeof again) == NULL || strcmp(pin, again) != 0)) {
+            fprintf(stderr, "eldersync: the PINs do not match\n");
+            sync_client_close(c);
+            return 1;
+        }
+        rc = sync_enroll(c, url, code, pin);
+        memset(pin, 0, sizeof pin);
         if (rc == SYNC_OK) {
             struct sync_status_info s;
             sync_status(c, &s);
             printf("enrolled as %s, device %s\n", s.role, s.device_id);
         }
     } else if (strcmp(cmd, "exec") == 0 && nargs == 1) {
-        rc = sync_exec(c, argv[i]);
+        if ((rc = unlock(c)) == SYNC_OK)
+            rc = sync_exec(c, argv[i]);
     } else if (strcmp(cmd, "query") == 0 && nargs == 1) {
-        rc = sync_query(c, argv[i], print_row, NULL);
+        if ((rc = unlock(c)) == SYNC_OK)
+            rc = sync_query(c, argv[i], print_row, NULL);
     } else if (strcmp(cmd, "sync") == 0 && nargs == 0) {
-        rc = cmd_sync(c);
+        if ((rc = unlock(c)) == SYNC_OK)
+            rc = cmd_sync(c);
+    } else if (strcmp(cmd, "unlock") == 0 && nargs == 0) {
+        if ((rc = unlock(c)) == SYNC_OK)
+            printf("unlocked\n");
     } else if (strcmp(cmd, "status") == 0 && nargs == 0) {
         rc = cmd_status(c);
     } else {

@@ -37,7 +37,8 @@ enum sync_status {
     SYNC_ENOTENROLLED= -13, /* database has no device identity yet */
     SYNC_EBUSY       = -14, /* rate-limited or database locked; retry later */
     SYNC_ESCHEMA     = -15, /* unknown table or column layout */
-    SYNC_ENOTFOUND   = -16
+    SYNC_ENOTFOUND   = -16,
+    SYNC_ELOCKED     = -17  /* keys locked: unlock with the caregiver's PIN */
 };
 
 /* A short English name for a status code; never NULL, static storage. */
@@ -70,8 +71,24 @@ const char *sync_client_errmsg(const struct sync_client *c);
  * and stores the identity, role and scope the server assigns.  Fails with
  * SYNC_EINVAL if the database is already enrolled, SYNC_EAUTH if the code
  * is unknown, used or expired, SYNC_ENET if the server is unreachable.
+ * pin (at least 4 characters) locks the device keys from now on.  Set the
+ * environment variable ELDERSYNC_KDF=light only in tests: it makes the PIN
+ * cheap to guess.
  */
-int  sync_enroll(struct sync_client *c, const char *server_url, const char *code);
+int  sync_enroll(struct sync_client *c, const char *server_url, const char *code,
+                 const char *pin);
+
+/*
+ * sync_unlock - open the tablet's keys with the caregiver's PIN.
+ *
+ * The device keys (and through them the county's data keys) are kept
+ * wrapped by a key derived from the PIN with Argon2id, so a stolen tablet
+ * that is switched off reveals nothing.  Until unlocked, exec, query and
+ * sync fail with SYNC_ELOCKED.  A wrong PIN gives SYNC_EAUTH with the
+ * attempts left; after the county's limit of wrong PINs in a row the keys
+ * are destroyed (the tablet must be enrolled again).
+ */
+int  sync_unlock(struct sync_client *c, const char *pin);
 
 /*
  * sync_exec - run SQL as one local write transaction, captured for sync.
@@ -120,6 +137,9 @@ int  sync_pull(struct sync_client *c, struct sync_stats *stats);
 struct sync_status_info {
     int     enrolled;
     int     revoked;         /* the county revoked it; its keys are destroyed */
+    int     locked;          /* keys not unlocked with the PIN in this session */
+    int     pin_failures;    /* wrong PINs in a row */
+    int     wiped;           /* too many wrong PINs: keys destroyed */
     char    device_id[33];
     char    role[16];
     char    township_id[33];

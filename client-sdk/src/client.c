@@ -45,6 +45,7 @@ const char *sync_strerror(int status)
     case SYNC_EBUSY:        return "busy";
     case SYNC_ESCHEMA:      return "schema mismatch";
     case SYNC_ENOTFOUND:    return "not found";
+    case SYNC_ELOCKED:      return "locked";
     default:                return "error";
     }
 }
@@ -195,13 +196,14 @@ static void fn_local_date(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_text(ctx, out, -1, SQLITE_TRANSIENT);
 }
 
-/* Loads identity and session keys if the database is enrolled. */
+/* Loads the identity if the database is enrolled.  The keys stay locked
+ * until sync_unlock(). */
 static int load_identity(struct sync_client *c)
 {
-    uint8_t srv_pk[32], kx_pk[32], kx_sk[32];
     char role[16];
     int64_t hlc_last = 0;
     c->enrolled = 0;
+    c->unlocked = 0;
     int rc = meta_get_blob(c, "device_id", c->device_id, 16);
     if (rc == SYNC_ENOTFOUND)
         return SYNC_OK;
@@ -217,11 +219,6 @@ static int load_identity(struct sync_client *c)
         c->revoked = 1;                  /* identity kept for status, keys gone */
         return SYNC_OK;
     }
-    rc = meta_get_blob(c, "server_kx_pk", srv_pk, 32);
-    if (rc == SYNC_OK) rc = meta_get_blob(c, "kx_pk", kx_pk, 32);
-    if (rc == SYNC_OK) rc = meta_get_blob(c, "kx_sk", kx_sk, 32);
-    if (rc != SYNC_OK)
-        return client_fail(c, SYNC_EIO, "tablet keys are missing; re-enroll");
     int64_t off = 480;
     meta_get_int(c, "utc_offset_min", &off);
     c->utc_offset_min = (int)off;
@@ -231,12 +228,46 @@ static int load_identity(struct sync_client *c)
         c->hlc.clock_ms = c->hooks.clock_ms;
         c->hlc.clock_ctx = c->hooks.ctx;
     }
-    rc = env_device_keys(c->rx, c->tx, kx_pk, kx_sk, srv_pk);
-    sodium_memzero(kx_sk, sizeof kx_sk);
-    if (rc != SYNC_OK)
-        return client_fail(c, SYNC_ECRYPTO, "cannot derive session keys");
     c->enrolled = 1;
     return SYNC_OK;
+}
+
+/* With the device keys in memory: the envelope session keys. */
+static int session_keys(struct sync_client *c)
+{
+    uint8_t srv_pk[32], kx_pk[32];
+    if (meta_get_blob(c, "server_kx_pk", srv_pk, 32) != SYNC_OK ||
+        meta_get_blob(c, "kx_pk", kx_pk, 32) != SYNC_OK)
+        return client_fail(c, SYNC_EAUTH, "tablet keys are missing; re-enroll");
+    if (env_device_keys(c->rx, c->tx, kx_pk, c->kx_sk, srv_pk) != SYNC_OK)
+        return client_fail(c, SYNC_ECRYPTO, "cannot derive session keys");
+    return SYNC_OK;
+}
+
+int client_require_keys(struct sync_client *c)
+{
+    if (c->revoked)
+        return client_fail(c, SYNC_EAUTH, "this tablet was revoked by the county; its keys "
+                           "have been destroyed and it can no longer sync");
+    if (!c->enrolled)
+        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
+                           "`eldersync --db FILE enroll --server URL --code CODE` first");
+    if (!c->unlocked)
+        return client_fail(c, SYNC_ELOCKED, "the tablet is locked: unlock it with the "
+                           "caregiver's PIN (`eldersync unlock`, or ELDERSYNC_PIN)");
+    return SYNC_OK;
+}
+
+int sync_unlock(struct sync_client *c, const char *pin)
+{
+    if (c->revoked || !c->enrolled)
+        return client_require_keys(c);
+    if (c->unlocked)
+        return SYNC_OK;
+    int rc = vault_open(c, pin);
+    if (rc == SYNC_OK && (rc = session_keys(c)) != SYNC_OK)
+        vault_destroy(c);
+    return rc;
 }
 
 int sync_client_open(struct sync_client **out, const char *db_path,
@@ -307,6 +338,8 @@ void sync_client_close(struct sync_client *c)
     sodium_memzero(c->keycache, sizeof c->keycache);
     sodium_memzero(c->rx, sizeof c->rx);
     sodium_memzero(c->tx, sizeof c->tx);
+    sodium_memzero(c->kx_sk, sizeof c->kx_sk);
+    sodium_memzero(c->sign_sk, sizeof c->sign_sk);
     free(c);
 }
 
@@ -327,7 +360,7 @@ static int json_hex(cJSON *o, const char *key, uint8_t *out, size_t n)
     return s && hex_decode(out, n, s) == 0 ? 0 : -1;
 }
 
-static int store_identity(struct sync_client *c, cJSON *r, const char *url,
+static int store_identity(struct sync_client *c, cJSON *r, const char *url, const char *pin,
                           const uint8_t kx_pk[32], const uint8_t kx_sk[32],
                           const uint8_t sign_pk[32], const uint8_t sign_sk[64])
 {
@@ -345,9 +378,14 @@ static int store_identity(struct sync_client *c, cJSON *r, const char *url,
     if (rc == SYNC_OK) rc = meta_set_text(c, "server_url", url);
     if (rc == SYNC_OK) rc = meta_set_blob(c, "server_kx_pk", srv, 32);
     if (rc == SYNC_OK) rc = meta_set_blob(c, "kx_pk", kx_pk, 32);
-    if (rc == SYNC_OK) rc = meta_set_blob(c, "kx_sk", kx_sk, 32);
     if (rc == SYNC_OK) rc = meta_set_blob(c, "sign_pk", sign_pk, 32);
-    if (rc == SYNC_OK) rc = meta_set_blob(c, "sign_sk", sign_sk, 64);
+    memcpy(c->kx_sk, kx_sk, 32);
+    memcpy(c->sign_sk, sign_sk, 64);
+    if (rc == SYNC_OK) rc = vault_create(c, pin);
+    cJSON *maxf = cJSON_GetObjectItemCaseSensitive(r, "max_pin_failures");
+    if (rc == SYNC_OK)
+        rc = meta_set_int(c, "pin_max_failures", cJSON_IsNumber(maxf) && maxf->valuedouble >= 1 &&
+                          maxf->valuedouble <= 100 ? (int64_t)maxf->valuedouble : 5);
     cJSON *off = cJSON_GetObjectItemCaseSensitive(r, "utc_offset_minutes");
     if (rc == SYNC_OK && cJSON_IsNumber(off) && off->valuedouble >= -720 && off->valuedouble <= 840)
         rc = meta_set_int(c, "utc_offset_min", (int64_t)off->valuedouble);
@@ -355,16 +393,27 @@ static int store_identity(struct sync_client *c, cJSON *r, const char *url,
     if (rc == SYNC_OK) rc = meta_set_int(c, "next_batch_seq", 1);
     if (rc == SYNC_OK) rc = client_sql(c, "COMMIT");
     if (rc != SYNC_OK) {
+        char keep[sizeof c->err];
+        memcpy(keep, c->err, sizeof keep);
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        memcpy(c->err, keep, sizeof keep);
+        sodium_memzero(c->kx_sk, sizeof c->kx_sk);
+        sodium_memzero(c->sign_sk, sizeof c->sign_sk);
         return rc;
     }
-    return load_identity(c);
+    rc = load_identity(c);
+    if (rc == SYNC_OK) {
+        c->unlocked = 1;                      /* enrolled just now, with the PIN */
+        rc = session_keys(c);
+    }
+    return rc;
 }
 
 /* Maps an HTTP error reply {"error":..., "detail":...} to a status. */
 int client_http_error(struct sync_client *c, int http, const uint8_t *body, size_t len);
 
-int sync_enroll(struct sync_client *c, const char *server_url, const char *code)
+int sync_enroll(struct sync_client *c, const char *server_url, const char *code,
+                const char *pin)
 {
     uint8_t kx_pk[32], kx_sk[32], sign_pk[32], sign_sk[64];
     char hex[129], errbuf[256];
@@ -374,6 +423,9 @@ int sync_enroll(struct sync_client *c, const char *server_url, const char *code)
                            (hex_encode(hex, c->device_id, 16), hex));
     if (server_url == NULL || code == NULL || *code == '\0')
         return client_fail(c, SYNC_EINVAL, "enroll needs --server URL and --code CODE");
+    if (pin == NULL || strlen(pin) < 4)                /* before the code is spent */
+        return client_fail(c, SYNC_EINVAL, "choose a PIN of at least 4 characters "
+                           "(ELDERSYNC_PIN, or typed at the prompt)");
     crypto_kx_keypair(kx_pk, kx_sk);
     crypto_sign_keypair(sign_pk, sign_sk);
     cJSON *req = cJSON_CreateObject();
@@ -404,7 +456,7 @@ int sync_enroll(struct sync_client *c, const char *server_url, const char *code)
     }
     cJSON *r = cJSON_ParseWithLength((const char *)resp.body, resp.len);
     http_response_free(&resp);
-    rc = r ? store_identity(c, r, server_url, kx_pk, kx_sk, sign_pk, sign_sk)
+    rc = r ? store_identity(c, r, server_url, pin, kx_pk, kx_sk, sign_pk, sign_sk)
            : client_fail(c, SYNC_EPROTO, "enrollment reply is not JSON");
     cJSON_Delete(r);
 out:
@@ -415,27 +467,24 @@ out:
 
 int client_data_key(struct sync_client *c, int64_t id, uint8_t key[32])
 {
-    uint8_t pk[32], sk[32];
+    uint8_t pk[32];
     sqlite3_stmt *st = NULL;
-    int rc = meta_get_blob(c, "kx_pk", pk, 32);
-    if (rc == SYNC_OK)
-        rc = meta_get_blob(c, "kx_sk", sk, 32);
+    int rc = client_require_keys(c);
     if (rc != SYNC_OK)
+        return rc;
+    if (meta_get_blob(c, "kx_pk", pk, 32) != SYNC_OK)
         return client_fail(c, SYNC_EAUTH, "this tablet has no device key");
     if (sqlite3_prepare_v2(c->db, "SELECT sealed FROM data_keys WHERE key_id = ?1", -1, &st,
-                           NULL) != SQLITE_OK) {
-        sodium_memzero(sk, sizeof sk);
+                           NULL) != SQLITE_OK)
         return client_fail(c, SYNC_EIO, "data_keys: %s", sqlite3_errmsg(c->db));
-    }
     sqlite3_bind_int64(st, 1, id);
     rc = SYNC_ENOTFOUND;
     if (sqlite3_step(st) == SQLITE_ROW)
         rc = sqlite3_column_bytes(st, 0) == (int)crypto_box_SEALBYTES + 32 &&
              crypto_box_seal_open(key, sqlite3_column_blob(st, 0),
-                                  (unsigned long long)sqlite3_column_bytes(st, 0), pk, sk) == 0
+                                  (unsigned long long)sqlite3_column_bytes(st, 0), pk, c->kx_sk) == 0
            ? SYNC_OK : SYNC_ECRYPTO;
     sqlite3_finalize(st);
-    sodium_memzero(sk, sizeof sk);
     return rc;
 }
 
@@ -911,11 +960,9 @@ static int exec_body(struct sync_client *c, sqlite3_session *s, const char *sql)
 
 int sync_exec(struct sync_client *c, const char *sql)
 {
-    if (c->revoked)
-        return client_fail(c, SYNC_EAUTH, "this tablet was revoked by the county");
-    if (!c->enrolled)
-        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
-                           "`eldersync --db FILE enroll --server URL --code CODE` first");
+    int rc0 = client_require_keys(c);
+    if (rc0 != SYNC_OK)
+        return rc0;
     if (sql == NULL)
         return client_fail(c, SYNC_EINVAL, "no SQL given");
     sqlite3_session *s = NULL;
@@ -991,6 +1038,8 @@ int sync_query(struct sync_client *c, const char *sql, sync_row_fn fn, void *ctx
     int rc = SYNC_OK;
     if (sql == NULL)
         return client_fail(c, SYNC_EINVAL, "no SQL given");
+    if ((c->enrolled || c->revoked) && (rc = client_require_keys(c)) != SYNC_OK)
+        return rc;
     while (rc == SYNC_OK && tail && *tail) {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(c->db, tail, -1, &st, &tail) != SQLITE_OK)
@@ -1029,6 +1078,12 @@ int sync_status(struct sync_client *c, struct sync_status_info *out)
                            "AND batch_seq IS NULL");
     out->quarantined = count(c, "SELECT count(*) FROM outbox WHERE state = 'quarantined'");
     out->revoked = c->revoked;
+    out->locked = c->enrolled && !c->unlocked;
+    int64_t v = 0;
+    if (meta_get_int(c, "pin_failures", &v) == SYNC_OK)
+        out->pin_failures = (int)v;
+    if (meta_get_int(c, "wiped", &v) == SYNC_OK)
+        out->wiped = (int)v;
     if (!c->enrolled && !c->revoked)
         return SYNC_OK;
     out->enrolled = 1;

@@ -18,6 +18,9 @@ struct sync_client {
     char              err[512];
     int               enrolled;
     int               revoked;          /* keys destroyed on the county's order */
+    int               unlocked;         /* kx_sk / sign_sk below are valid */
+    uint8_t           kx_sk[32];        /* device keys, in memory once unlocked */
+    uint8_t           sign_sk[64];
     uint8_t           device_id[16];
     unsigned          role;
     uint8_t           township[16];
@@ -60,6 +63,15 @@ int client_data_key(struct sync_client *c, int64_t id, uint8_t key[32]);
 
 /* Re-reads the newest data key id after keys arrived. */
 void client_keys_changed(struct sync_client *c);
+
+/* SYNC_OK if the keys are unlocked, else SYNC_ELOCKED / SYNC_EAUTH with a
+ * message saying what to do. */
+int client_require_keys(struct sync_client *c);
+
+/* vault.c: the PIN-wrapped device keys in sync_meta. */
+int  vault_create(struct sync_client *c, const char *pin);  /* from c->kx_sk, c->sign_sk */
+int  vault_open(struct sync_client *c, const char *pin);
+void vault_destroy(struct sync_client *c);                  /* and the data keys */
 
 /* Attaches every synced table to a new session. */
 int client_session(struct sync_client *c, sqlite3_session **out);

@@ -39,14 +39,8 @@ int client_http_error(struct sync_client *c, int http, const uint8_t *body, size
  * can neither sync nor, once data keys exist, read what it holds. */
 static void shred_keys(struct sync_client *c)
 {
-    sqlite3_exec(c->db, "BEGIN IMMEDIATE; DELETE FROM sync_meta WHERE key IN ('kx_sk', "
-                        "'sign_sk', 'kx_pk', 'sign_pk', 'server_kx_pk'); DELETE FROM data_keys;"
-                        "INSERT OR REPLACE INTO sync_meta (key, value) VALUES ('revoked', 1);"
-                        "COMMIT", NULL, NULL, NULL);
-    if (!sqlite3_get_autocommit(c->db))
-        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-    sodium_memzero(c->rx, sizeof c->rx);
-    sodium_memzero(c->tx, sizeof c->tx);
+    vault_destroy(c);
+    meta_set_int(c, "revoked", 1);
     c->enrolled = 0;
 }
 
@@ -207,14 +201,8 @@ static int make_batch(struct sync_client *c)
     be32_put(b.p + 12, (uint32_t)n);
     /* Sign the batch so the server, and any later audit, can prove this
      * device recorded it. */
-    uint8_t sk[64], sig[ENV_SIGBYTES];
-    rc = meta_get_blob(c, "sign_sk", sk, sizeof sk);
-    if (rc != SYNC_OK) {
-        rc = client_fail(c, SYNC_EAUTH, "this tablet has no signing key; enroll it again");
-        goto out;
-    }
-    env_batch_sign(sig, sk, c->device_id, (uint64_t)seq, b.p, b.len, NULL);
-    sodium_memzero(sk, sizeof sk);
+    uint8_t sig[ENV_SIGBYTES];
+    env_batch_sign(sig, c->sign_sk, c->device_id, (uint64_t)seq, b.p, b.len, NULL);
     buf_append(&b, sig, sizeof sig);
     if (b.oom) {
         rc = client_fail(c, SYNC_ENOMEM, "out of memory");
@@ -359,13 +347,7 @@ static int push_once(struct sync_client *c, struct sync_stats *stats)
 
 static int check_enrolled(struct sync_client *c)
 {
-    if (c->revoked)
-        return client_fail(c, SYNC_EAUTH, "this tablet was revoked by the county; its keys "
-                           "have been destroyed and it can no longer sync");
-    if (!c->enrolled)
-        return client_fail(c, SYNC_ENOTENROLLED, "this tablet is not enrolled yet: run "
-                           "`eldersync --db FILE enroll --server URL --code CODE` first");
-    return SYNC_OK;
+    return client_require_keys(c);
 }
 
 static void count_bytes(struct sync_client *c, struct sync_stats *stats, int64_t up,

@@ -88,7 +88,7 @@ INSERT INTO sync_tables (name, policy, scope, scope_column, read_roles,
  ('retrofit_items', 'lww',    'township', 'township_id',
     'inspector', 'inspector', 'inspector', '', '', '', NULL),
  ('visits',         'lww',    'township', 'township_id',
-    'caregiver', 'caregiver', 'caregiver', '', 'location notes', '', NULL),
+    'caregiver', 'caregiver', 'caregiver', '', 'visitor location notes', '', NULL),
  ('visit_handouts', 'append', 'township', 'township_id',
     'caregiver', 'caregiver', '', '', '', '', NULL);
 
@@ -244,7 +244,7 @@ CREATE TABLE visits (
     senior_id     BLOB NOT NULL REFERENCES seniors (id),
     campaign_id   BLOB REFERENCES campaigns (id),
     kind          TEXT NOT NULL,
-    visitor       TEXT NOT NULL,            -- staff member's name or code
+    visitor       TEXT NOT NULL,            -- personal: the staff member who visited
     visited_at    INTEGER NOT NULL,         -- UTC ms
     service_date  TEXT NOT NULL,
     location      TEXT,                     -- personal

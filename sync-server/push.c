@@ -22,6 +22,8 @@
 #include "eldersync.h"
 #include "log.h"
 #include "http.h"
+#include "keyring.h"
+#include "pcrypt.h"
 #include "merge.h"
 #include "hlc.h"
 #include "rowval.h"
@@ -187,6 +189,7 @@ static const char *scope_noun(const struct pol_table *t)
 struct authz {
     struct server       *srv;
     const struct device *dev;
+    int64_t              active_key;   /* newest data key id */
     struct { uint8_t id[16]; int tbl; } seen[REF_SLOTS];   /* tbl 0: empty */
 };
 
@@ -264,7 +267,20 @@ static int authorise_change(struct authz *az, const struct cs_iter *it, struct o
                                    t->name, t->cols[i], s->value);
         }
     }
-    return it->op == CS_DELETE ? SYNC_OK : authorise_refs(az, t, it, o);
+    int rc = it->op == CS_DELETE ? SYNC_OK : authorise_refs(az, t, it, o);
+    /* Personal data rests sealed: a tablet sends it sealed, under a key the
+     * county issued. */
+    for (int i = 0; rc == SYNC_OK && it->op != CS_DELETE && i < t->ncol; i++) {
+        const struct cs_value *v = &it->new_[i];
+        uint32_t kid;
+        if (((t->personal >> i) & 1) && v->type != CS_UNDEF && v->type != CS_NULL &&
+            (v->type != CS_BLOB || !pv_is_sealed(v->p, v->n, &kid) || kid == 0 ||
+             (int64_t)kid > az->active_key))
+            rc = outcome_set(o, SYNC_ESCHEMA, "unsealed_personal",
+                             "%s.%s holds personal data and must arrive sealed", t->name,
+                             t->cols[i]);
+    }
+    return rc;
 }
 
 /* New versions for every row a changeset touched.  Without conflicts an
@@ -513,6 +529,7 @@ static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     az->srv = srv;
     az->dev = dev;
+    az->active_key = keyring_active(srv);
     for (size_t i = 0; i < b->n; i++) {
         for (int k = 0; k < 2; k++) {
             rc = apply_part(az, b->e[i].cs[k], b->e[i].len[k], &m, &max_hlc, o);

@@ -63,6 +63,8 @@
 #include <sodium.h>
 
 #include "changeset.h"
+#include "client.h"
+#include "pcrypt.h"
 #include "eldersync.h"
 #include "envelope.h"
 #include "hlc.h"
@@ -142,9 +144,12 @@ struct casespec {
     const char            *error;   /* NULL: a positive control, 200 expected */
     char                   desc[256];
     char                   check[1024];   /* optional: must yield 1 afterwards */
+    int                    check_keys;    /* check needs es_dec (personal data) */
 };
 
 static struct {
+    uint8_t          key[32];          /* the county's data key, for sealing */
+    int64_t          key_id;
     int              tried, up;
     char             dir[128];
     char             db[192];
@@ -904,11 +909,30 @@ static void do_case(const struct casespec *k)
     char err[256], got[64] = "", body[320] = "", x[36];
     const struct role_dev *d = k->d;
 
+    /* Personal values travel sealed, as the SDK sends them. */
+    struct cs_value nw[CS_MAX_COLUMNS];
+    uint8_t *sealed[CS_MAX_COLUMNS] = { 0 };
+    const struct pol_table *pt = policy_table(F.pol, k->table);
+    if (k->op != CS_DELETE)
+        memcpy(nw, k->new_, sizeof(struct cs_value) * (size_t)k->ncol);
+    for (int c = 0; pt && k->op != CS_DELETE && c < k->ncol && c < pt->ncol; c++) {
+        const struct cs_value *pk = k->op == CS_INSERT ? &k->new_[pt->id_col] : &k->old[pt->id_col];
+        size_t slen = 0;
+        if (!((pt->personal >> c) & 1) || nw[c].type != CS_TEXT)
+            continue;
+        ASSERT_EQ(pv_seal(F.key, (uint32_t)F.key_id, pt->name, pt->cols[c], pk->p, pk->n, nw[c].p,
+                          nw[c].n, &sealed[c], &slen), SYNC_OK);
+        nw[c].type = CS_BLOB;
+        nw[c].p = sealed[c];
+        nw[c].n = slen;
+    }
     cs_writer_init(&w);
     cs_writer_table(&w, k->table, k->ncol, k->pk);
     cs_writer_change(&w, k->op, 0, k->op == CS_INSERT ? NULL : k->old,
-                     k->op == CS_DELETE ? NULL : k->new_);
+                     k->op == CS_DELETE ? NULL : nw);
     ASSERT_EQ(cs_writer_finish(&w, &cs, &cslen), SYNC_OK);
+    for (int c = 0; c < k->ncol; c++)
+        free(sealed[c]);
     ASSERT_NOT_NULL(cs);
 
     uint64_t seq = next_seq(d);
@@ -984,7 +1008,7 @@ static void do_case(const struct casespec *k)
         ASSERT_EQ(conf1, conf0);
     }
     if (k->check[0]) {
-        long v = q_long("%s", k->check);
+        long v = k->check_keys ? server_count(F.db, k->check) : q_long("%s", k->check);
         if (v != 1)
             fprintf(stderr, "  %s: check failed (%ld): %s\n", k->desc, v, k->check);
         ASSERT_EQ(v, 1);
@@ -1427,8 +1451,15 @@ static void gen_positive(int ti, int op, struct role_dev *d)
             k.old = b.o->v;
             k.new_ = b.nw->v;
             lit(v, sizeof v, &b.nw->v[col]);
-            snprintf(k.check, sizeof k.check, "SELECT count(*) FROM \"%s\" WHERE id = %s AND "
-                     "\"%s\" IS %s", t->name, xid(b.cur->v[t->id_col].p, x), t->cols[col], v);
+            if ((t->personal >> col) & 1) {       /* sealed on the server: open it there */
+                snprintf(k.check, sizeof k.check, "SELECT count(*) FROM \"%s\" WHERE id = %s AND "
+                         "es_dec('%s', '%s', id, \"%s\") IS %s", t->name,
+                         xid(b.cur->v[t->id_col].p, x), t->name, t->cols[col], t->cols[col], v);
+                k.check_keys = 1;
+            } else {
+                snprintf(k.check, sizeof k.check, "SELECT count(*) FROM \"%s\" WHERE id = %s AND "
+                         "\"%s\" IS %s", t->name, xid(b.cur->v[t->id_col].p, x), t->cols[col], v);
+            }
             snprintf(k.desc, sizeof k.desc, "[%s] UPDATE %s: positive, %s of a row of %s",
                      d->name, t->name, t->cols[col], own.label);
             run_case(&k);
@@ -1675,6 +1706,9 @@ static void fixture(void)
         d->c = tablet_new(&F.p, names[i], names[i], d->hall >= 0 ? F.c.hall[0] : F.c.twp[0]);
         load_ident(names[i], &d->id);
     }
+    ASSERT_EQ(sync_run(F.dev[0].c, NULL), SYNC_OK);       /* receives the data keys */
+    F.key_id = F.dev[0].c->active_key;
+    ASSERT_EQ(client_data_key(F.dev[0].c, F.key_id, F.key), SYNC_OK);
     ASSERT_EQ(sqlite3_open_v2(F.db, &F.ro, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_busy_timeout(F.ro, 10000);
     int rc = policy_load(F.ro, &F.pol, err, sizeof err);

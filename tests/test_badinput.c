@@ -35,6 +35,8 @@
 #include <sodium.h>
 
 #include "changeset.h"
+#include "client.h"
+#include "pcrypt.h"
 #include "eldersync.h"
 #include "envelope.h"
 #include "ids.h"
@@ -741,13 +743,32 @@ static void test_hang_seed(void)
 
 /* ---- 10. a table the role may not write ---------------------------------- */
 
+/* The name sealed the way the SDK would: crafted requests that should be
+ * judged on their scope must not fail for sending plaintext instead. */
+static uint8_t sealed_name[128];
+static size_t sealed_len;
+
+static void seal_name(const uint8_t id[16])
+{
+    uint8_t key[32], *out = NULL;
+    struct sync_client *c = F.cg;
+    ASSERT_EQ(sync_run(c, NULL), SYNC_OK);
+    ASSERT_EQ(client_data_key(c, c->active_key, key), SYNC_OK);
+    ASSERT_EQ(pv_seal(key, (uint32_t)c->active_key, "seniors", "name", id, 16,
+                      (const uint8_t *)"Injected Senior", 15, &out, &sealed_len), SYNC_OK);
+    ASSERT(sealed_len <= sizeof sealed_name);
+    memcpy(sealed_name, out, sealed_len);
+    free(out);
+}
+
 static void senior_row(struct cs_value v[SENIOR_NCOL], const uint8_t id[16], const uint8_t twp[16])
 {
     for (int i = 0; i < SENIOR_NCOL; i++)
         v[i] = v_null();
     v[0] = v_blob(id, 16);
     v[SEN_TWP] = v_blob(twp, 16);
-    v[3] = v_text("Injected Senior");
+    seal_name(id);
+    v[3] = v_blob(sealed_name, sealed_len);
     v[10] = v_text("ordinary");
     v[14] = v_int(1);                                /* hlc */
     v[15] = v_int(0);                                /* deleted */
@@ -766,8 +787,31 @@ static void test_insert_over_foreign_row(void)
     cJSON_Delete(push_cs_refused(&F.icg, 131, cs, cslen, 403, "out_of_scope"));
     free(cs);
     ASSERT_EQ(server_count(F.db, "SELECT count(*) FROM conflicts WHERE tbl = 'seniors'"), 0);
-    ASSERT_EQ(count_sql("SELECT count(*) FROM seniors WHERE id = %s AND name != 'Injected Senior'",
+    ASSERT_EQ(count_sql("SELECT count(*) FROM seniors WHERE id = %s AND "
+                        "es_dec('seniors', 'name', id, name) != 'Injected Senior'",
                         F.c.senior[1][3]), 1);
+}
+
+/* Personal data must arrive sealed: a plaintext name is refused. */
+static void test_unsealed_personal(void)
+{
+    size_t cslen = 0;
+    struct cs_value v[SENIOR_NCOL];
+    uint8_t id[16];
+    fixture();
+    id_new(id);
+    senior_row(v, id, F.c.twp[0]);
+    v[3] = v_text("Plain Name");
+    uint8_t *cs = cs_insert("seniors", SENIOR_NCOL, v, &cslen);
+    cJSON_Delete(push_cs_refused(&F.icg, 141, cs, cslen, 422, "unsealed_personal"));
+    free(cs);
+    /* Sealed under a key the county never issued: refused too. */
+    senior_row(v, id, F.c.twp[0]);
+    sealed_name[1] = 0x7f;                           /* key id 0x7f...... */
+    v[3] = v_blob(sealed_name, sealed_len);
+    cs = cs_insert("seniors", SENIOR_NCOL, v, &cslen);
+    cJSON_Delete(push_cs_refused(&F.icg, 142, cs, cslen, 422, "unsealed_personal"));
+    free(cs);
 }
 
 static void test_forbidden_table(void)
@@ -1403,6 +1447,7 @@ static const struct test_case tests[] = {
     TEST(test_forbidden_table),
     TEST(test_out_of_scope),
     TEST(test_insert_over_foreign_row),
+    TEST(test_unsealed_personal),
     TEST(test_http_framing),
     TEST(test_refusal_closes_connection),
     TEST(test_bad_pull),

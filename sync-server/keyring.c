@@ -8,6 +8,7 @@
 #include "keyring.h"
 
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include <sodium.h>
 #include <cjson/cJSON.h>
@@ -213,4 +214,85 @@ int keyring_seal_plaintext(struct server *srv)
             return rc;
     }
     return SYNC_OK;
+}
+
+int keyring_reseal_step(struct server *srv, int limit, long *done)
+{
+    int64_t active = keyring_active(srv);
+    int rc = store_begin(srv);
+    *done = 0;
+    for (int i = 0; rc == SYNC_OK && i < srv->pol->ntables; i++) {
+        const struct pol_table *t = &srv->pol->tables[i];
+        if (!t->personal)
+            continue;
+        struct buf set = {0}, where = {0};
+        char part[320];
+        int n;
+        for (int c = 0; c < t->ncol; c++) {
+            if (!((t->personal >> c) & 1))
+                continue;
+            n = snprintf(part, sizeof part, "%s\"%s\" = es_reseal('%s', '%s', id, \"%s\")",
+                         set.len ? ", " : "", t->cols[c], t->name, t->cols[c], t->cols[c]);
+            buf_append(&set, part, (size_t)n);
+            n = snprintf(part, sizeof part, "%ses_key_id(\"%s\") < %lld", where.len ? " OR " : "",
+                         t->cols[c], (long long)active);
+            buf_append(&where, part, (size_t)n);
+        }
+        struct buf sql = {0};
+        n = snprintf(part, sizeof part, "UPDATE \"%s\" SET ", t->name);
+        buf_append(&sql, part, (size_t)n);
+        buf_append(&sql, set.p, set.len);
+        n = snprintf(part, sizeof part, " WHERE id IN (SELECT id FROM \"%s\" WHERE ", t->name);
+        buf_append(&sql, part, (size_t)n);
+        buf_append(&sql, where.p, where.len);
+        n = snprintf(part, sizeof part, " LIMIT %d)", limit);
+        buf_append(&sql, part, (size_t)n);
+        buf_byte(&sql, 0);
+        rc = sql.oom || set.oom || where.oom ? SYNC_ENOMEM : store_exec(srv->db, (const char *)sql.p);
+        if (rc == SYNC_OK)
+            *done += sqlite3_changes(srv->db);
+        buf_free(&sql);
+        buf_free(&set);
+        buf_free(&where);
+    }
+    return store_end(srv, rc);
+}
+
+static void *resealer(void *arg)
+{
+    struct server *srv = arg;
+    while (!srv->stopping) {
+        long done = 0;
+        pthread_mutex_lock(&srv->lock);
+        int rc = keyring_reseal_step(srv, 200, &done);
+        pthread_mutex_unlock(&srv->lock);
+        if (rc != SYNC_OK)
+            log_warn("re-sealing personal data failed; will retry");
+        else if (done > 0)
+            log_info("re-sealed %ld rows under the newest key", done);
+        /* Busy: yield briefly to syncs.  Idle: look again in a while. */
+        for (int i = 0; i < (done > 0 ? 1 : 40) && !srv->stopping; i++) {
+            struct timespec ts = { 0, 50 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+int keyring_start_resealer(struct server *srv)
+{
+    srv->stopping = 0;
+    if (pthread_create(&srv->resealer, NULL, resealer, srv) != 0)
+        return SYNC_ERROR;
+    srv->resealer_on = 1;
+    return SYNC_OK;
+}
+
+void keyring_stop_resealer(struct server *srv)
+{
+    if (!srv->resealer_on)
+        return;
+    srv->stopping = 1;
+    pthread_join(srv->resealer, NULL);
+    srv->resealer_on = 0;
 }

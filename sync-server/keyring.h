@@ -40,4 +40,15 @@ int keyring_register_sql(struct server *srv);
  * exec) so plaintext never commits.  Returns SYNC_OK or SYNC_EIO. */
 int keyring_seal_plaintext(struct server *srv);
 
+/* Re-seals up to `limit` rows per table still sealed under an older key,
+ * in one short transaction (call with srv->lock held).  *left gets how
+ * many such rows remained before this step.  Row versions bump, so the
+ * tablets pull the new values. */
+int keyring_reseal_step(struct server *srv, int limit, long *done);
+
+/* A background thread that re-seals old values after a rotation, a few
+ * hundred rows at a time so syncs are never held up for long. */
+int  keyring_start_resealer(struct server *srv);
+void keyring_stop_resealer(struct server *srv);
+
 #endif

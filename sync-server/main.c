@@ -68,12 +68,15 @@ static int serve(struct server *srv)
         fprintf(stderr, "sync-server: %s\n", err);
         return 1;
     }
+    if (keyring_start_resealer(srv) != SYNC_OK)
+        log_warn("cannot start the re-sealing thread");
     printf("eldersync sync server listening on http://127.0.0.1:%d (database %s)\n", port,
            srv->cfg.db);
     fflush(stdout);
     sigwait(&set, &sig);
     log_info("signal %d: stopping", sig);
     http_stop(srv);
+    keyring_stop_resealer(srv);
     return 0;
 }
 

@@ -8,11 +8,14 @@
 #include "merge.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 #include <cjson/cJSON.h>
 
 #include "eldersync.h"
 #include "log.h"
+#include "pcrypt.h"
 #include "rowval.h"
 #include "scope.h"
 #include "util.h"
@@ -90,6 +93,36 @@ static int state_rank(const struct pol_table *t, const struct cs_value *v)
     return s ? s->rank : -1;
 }
 
+/* For personal columns: two sealed values may differ in bytes yet hold the
+ * same value (a rotation re-sealed one).  Compares what they hold. */
+static int same_value(struct merge_ctx *m, const struct pol_table *t, int col,
+                      const struct cs_value *pk, const struct cs_value *a, const struct cs_value *b)
+{
+    if (rowval_eq(a, b))
+        return 1;
+    uint32_t ka, kb;
+    if (!((t->personal >> col) & 1) || a->type != CS_BLOB || b->type != CS_BLOB ||
+        !pv_is_sealed(a->p, a->n, &ka) || !pv_is_sealed(b->p, b->n, &kb))
+        return 0;
+    uint8_t key[32], *pa = NULL, *pb = NULL;
+    size_t na = 0, nb = 0;
+    int same = 0;
+    struct server *srv = m->srv;
+    if (srv->pv.get(srv->pv.ctx, ka, key) == SYNC_OK &&
+        pv_open(key, t->name, t->cols[col], pk->p, pk->n, a->p, a->n, &pa, &na) == SYNC_OK &&
+        srv->pv.get(srv->pv.ctx, kb, key) == SYNC_OK &&
+        pv_open(key, t->name, t->cols[col], pk->p, pk->n, b->p, b->n, &pb, &nb) == SYNC_OK)
+        same = na == nb && sodium_memcmp(pa, pb, na) == 0;
+    sodium_memzero(key, sizeof key);
+    if (pa)
+        sodium_memzero(pa, na);
+    if (pb)
+        sodium_memzero(pb, nb);
+    free(pa);
+    free(pb);
+    return same;
+}
+
 /* Writes the merged columns with one UPDATE. */
 static void write_merge(struct merge_ctx *m, const struct change *c, const int *take, int ntake)
 {
@@ -126,10 +159,13 @@ static void merge_update(struct merge_ctx *m, struct change *c)
     int incoming_wins = in_hlc > cur_hlc;
     cJSON *winner = cJSON_CreateObject(), *loser = cJSON_CreateObject();
     const char *kind = "lww";
+    const struct cs_value *pk = &c->old[t->id_col];
     for (int i = 0; i < t->ncol; i++) {
-        if (c->new_[i].type == CS_UNDEF || i == t->hlc_col || rowval_eq(&c->cur[i], &c->new_[i]))
+        if (c->new_[i].type == CS_UNDEF || i == t->hlc_col ||
+            same_value(m, t, i, pk, &c->cur[i], &c->new_[i]))
             continue;
-        int mine_only = rowval_eq(&c->cur[i], &c->old[i]);   /* nobody else changed it */
+        /* nobody else changed it (a re-sealed value is not a change) */
+        int mine_only = same_value(m, t, i, pk, &c->cur[i], &c->old[i]);
         if (i == t->state_col) {
             if (state_rank(t, &c->new_[i]) > state_rank(t, &c->cur[i])) {
                 take[ntake++] = i;

@@ -41,6 +41,9 @@ struct server {
     struct server_keys  keys;
     struct mg_context  *mg;
     struct pv_keys      pv;           /* es_enc / es_dec on this connection */
+    pthread_t           resealer;     /* re-seals under the newest key */
+    int                 resealer_on;
+    volatile int        stopping;
     struct { int64_t id; uint8_t key[32]; } keycache[8];
     int                 nkeycache;
 };

@@ -2,6 +2,7 @@
  * device key, and a rotation reaches them at their next sync. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sodium.h>
 
 #include "client.h"
@@ -94,11 +95,67 @@ static void test_sealed_keys_are_per_device(void)
     sync_client_close(b);
 }
 
+static int first(void *ctx, int ncol, const char *const *v, const char *const *names)
+{
+    (void)names;
+    snprintf(ctx, 128, "%s", ncol > 0 && v[0] ? v[0] : "(null)");
+    return 0;
+}
+
+/* After a rotation the server re-seals every old value in the background;
+ * tablets get the new key and the new values; an edit made offline against
+ * the old sealing still applies cleanly (same value, new bytes). */
+static void test_rotation_reseals_everything(void)
+{
+    struct sync_client *a = tablet_new(&srv, "rotA", "caregiver", cty.twp[2]);
+    ASSERT_EQ(sync_run(a, NULL), SYNC_OK);
+    char sql[256], x[36], before[128], after[128];
+    snprintf(sql, sizeof sql, "SELECT name FROM seniors WHERE id = %s", xid(cty.senior[2][0], x));
+    ASSERT_EQ(sync_query(a, sql, first, before), SYNC_OK);
+    snprintf(sql, sizeof sql, "UPDATE seniors SET name = 'Renamed Senior' WHERE id = %s",
+             xid(cty.senior[2][1], x));
+    ASSERT_EQ(sync_exec(a, sql), SYNC_OK);              /* offline, over the old sealing */
+    const char *rotate[] = { "rotate-key", NULL };
+    char out[256];
+    ASSERT_EQ(srv_run(&srv, rotate, out, sizeof out), 0);
+    long newest = server_count(srv.db, "SELECT max(key_id) FROM keyring");
+    char q[512];
+    snprintf(q, sizeof q, "SELECT (SELECT count(*) FROM seniors WHERE es_key_id(name) < %ld OR "
+             "es_key_id(id_card) < %ld) + (SELECT count(*) FROM visits WHERE es_key_id(visitor) "
+             "< %ld)", newest, newest, newest);
+    long left = -1;
+    for (int i = 0; i < 400 && left != 0; i++) {
+        left = server_count(srv.db, q);
+        if (left)
+            usleep(50000);
+    }
+    ASSERT_EQ(left, 0);
+    ASSERT_GE(server_count(srv.db, "SELECT count(*) FROM seniors"), NSENIOR);
+    ASSERT_EQ(sync_run(a, NULL), SYNC_OK);
+    snprintf(sql, sizeof sql, "SELECT name FROM seniors WHERE id = %s", xid(cty.senior[2][0], x));
+    ASSERT_EQ(sync_query(a, sql, first, after), SYNC_OK);
+    ASSERT_STR_EQ(before, after);                        /* same value, new key */
+    snprintf(q, sizeof q, "SELECT count(*) FROM seniors WHERE id = %s AND es_key_id(name) = %ld",
+             xid(cty.senior[2][0], x), newest);
+    ASSERT_EQ(server_count(srv.db, q), 1);
+    snprintf(q, sizeof q, "SELECT count(*) FROM seniors WHERE id = %s AND "
+             "es_dec('seniors', 'name', id, name) = 'Renamed Senior'", xid(cty.senior[2][1], x));
+    ASSERT_EQ(server_count(srv.db, q), 1);
+    snprintf(q, sizeof q, "SELECT count(*) FROM conflicts WHERE pk = %s", xid(cty.senior[2][1], x));
+    ASSERT_EQ(server_count(srv.db, q), 0);
+    uint8_t mine[32], want[32];
+    ASSERT_EQ(sync_content_hash(a, mine), SYNC_OK);
+    proj_hash(srv.db, "caregiver", cty.twp[2], NULL, want);
+    ASSERT_MEM_EQ(mine, want, 32);
+    sync_client_close(a);
+}
+
 int main(void)
 {
     static const struct test_case tests[] = {
         TEST(test_tablet_receives_keys_and_rotation),
         TEST(test_sealed_keys_are_per_device),
+        TEST(test_rotation_reseals_everything),
         { NULL, NULL }
     };
     char dir[128], db[192];

@@ -89,6 +89,46 @@ static void fn_bidx(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_blob(ctx, out, sizeof out, SQLITE_TRANSIENT);
 }
 
+/* es_reseal(table, column, pk, value): a value sealed under an older key,
+ * sealed again under the active key (key rotation); others pass. */
+static void fn_reseal(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const struct pv_keys *k = sqlite3_user_data(ctx);
+    uint8_t key[32], *pt = NULL, *out = NULL;
+    size_t ptlen = 0, outlen = 0;
+    uint32_t id;
+    (void)argc;
+    sqlite3_value *v = argv[3];
+    const uint8_t *ct = sqlite3_value_type(v) == SQLITE_BLOB ? sqlite3_value_blob(v) : NULL;
+    size_t ctlen = (size_t)sqlite3_value_bytes(v);
+    int64_t active = k->active(k->ctx);
+    if (!pv_is_sealed(ct, ctlen, &id) || (int64_t)id >= active) {
+        sqlite3_result_value(ctx, v);
+        return;
+    }
+    const char *t = (const char *)sqlite3_value_text(argv[0]);
+    const char *c = (const char *)sqlite3_value_text(argv[1]);
+    const uint8_t *pk = sqlite3_value_blob(argv[2]);
+    size_t pklen = (size_t)sqlite3_value_bytes(argv[2]);
+    int rc = k->get(k->ctx, id, key);
+    if (rc == SYNC_OK)
+        rc = pv_open(key, t, c, pk, pklen, ct, ctlen, &pt, &ptlen);
+    if (rc == SYNC_OK)
+        rc = k->get(k->ctx, active, key);
+    if (rc == SYNC_OK)
+        rc = pv_seal(key, (uint32_t)active, t, c, pk, pklen, pt, ptlen, &out, &outlen);
+    sodium_memzero(key, sizeof key);
+    if (pt) {
+        sodium_memzero(pt, ptlen);
+        free(pt);
+    }
+    if (rc != SYNC_OK) {
+        sqlite3_result_error(ctx, "cannot re-seal a personal value", -1);
+        return;
+    }
+    sqlite3_result_blob(ctx, out, (int)outlen, free);
+}
+
 static void fn_key_id(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     uint32_t id;
@@ -110,6 +150,8 @@ int pvsql_register(sqlite3 *db, const struct pv_keys *keys)
     if (rc == SQLITE_OK)
         rc = sqlite3_create_function(db, "es_bidx", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, k,
                                      fn_bidx, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(db, "es_reseal", 4, SQLITE_UTF8, k, fn_reseal, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_create_function(db, "es_key_id", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
                                      fn_key_id, NULL, NULL);

@@ -5,12 +5,31 @@
  * its directory code.  Bodies are capped from Content-Length before a byte
  * is read; requests with both Transfer-Encoding and Content-Length, or
  * without a length, are refused.
+ *
+ * Hardening (docs/PROTOCOL.md, "HTTP hardening"):
+ *  - every request takes a token from its client address's bucket before
+ *    anything else (begin_request); push and pull also take one from the
+ *    device's bucket once the envelope header names it, before any crypto
+ *    or SQL.  An empty bucket answers 429 with Retry-After.
+ *  - the body must arrive within request_timeout_ms, or 408.  CivetWeb
+ *    1.15 times each mg_read() on its own and restarts the wait on every
+ *    byte, so a client that trickles its body could hold a worker for as
+ *    long as it likes; a watchdog thread enforces the overall deadline by
+ *    shutting down the read side of the socket, which wakes the worker.
+ *
+ * No globals: the limiters and the watchdog live in a struct http_state,
+ * the CivetWeb user data, made by http_start() and freed by http_stop().
  */
 #include "http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 
@@ -20,8 +39,16 @@
 #include "log.h"
 #include "pull.h"
 #include "push.h"
+#include "ratelimit.h"
 #include "schema.h"
 #include "util.h"
+
+/* Refusals of the HTTP layer alone, with no SYNC_* code (eldersync.h is
+ * the SDK's): mapped by the one status table below. */
+enum {
+    HTTP_RATE_LIMITED = -1001,   /* 429 */
+    HTTP_TIMEOUT      = -1002    /* 408 */
+};
 
 int http_status_for(int s)
 {
@@ -37,8 +64,214 @@ int http_status_for(int s)
     case SYNC_ETOOBIG:    return 413;
     case SYNC_ESCHEMA:    return 422;
     case SYNC_EBUSY:      return 503;
+    case HTTP_TIMEOUT:    return 408;          /* http.c's own codes */
+    case HTTP_RATE_LIMITED: return 429;
     default:              return 500;
     }
+}
+
+/* ---- body deadlines ------------------------------------------------------ */
+
+/* One armed deadline per worker that is reading a body. */
+struct watch {
+    int     fd;                  /* the connection's socket; -1: slot free */
+    int     fired;               /* its read side was shut down */
+    int64_t deadline;            /* CLOCK_MONOTONIC, ms */
+};
+
+struct watchdog {
+    pthread_mutex_t lock;
+    pthread_cond_t  wake;        /* on CLOCK_MONOTONIC */
+    pthread_t       thread;
+    int             running, stop;
+    int             nslots;      /* num_threads: one per worker */
+    struct watch   *slots;
+    int             fd_limit;    /* descriptors searched for a connection's */
+    int             warned;      /* "socket not found" logged once */
+};
+
+struct http_state {
+    struct server   *srv;
+    struct ratelimit dev, ip;
+    struct watchdog  wd;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct watchdog *wd = arg;
+    pthread_mutex_lock(&wd->lock);
+    while (!wd->stop) {
+        int64_t now = mono_ms(), next = INT64_MAX;
+        for (int i = 0; i < wd->nslots; i++) {
+            struct watch *w = &wd->slots[i];
+            if (w->fd < 0 || w->fired)
+                continue;
+            if (w->deadline <= now) {
+                /* The worker's poll() wakes and reads end-of-file; the
+                 * socket stays open for the 408.  Safe: the slot is
+                 * disarmed (under this lock) before the handler returns,
+                 * and CivetWeb closes the socket only after that. */
+                shutdown(w->fd, SHUT_RD);
+                w->fired = 1;
+            } else if (w->deadline < next) {
+                next = w->deadline;
+            }
+        }
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&wd->wake, &wd->lock);
+        } else {
+            struct timespec ts = { (time_t)(next / 1000), (long)(next % 1000) * 1000000L };
+            pthread_cond_timedwait(&wd->wake, &wd->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&wd->lock);
+    return NULL;
+}
+
+static int watchdog_start(struct watchdog *wd, int nslots)
+{
+    pthread_condattr_t ca;
+    struct rlimit rl;
+    memset(wd, 0, sizeof *wd);
+    wd->slots = malloc((size_t)nslots * sizeof *wd->slots);
+    if (wd->slots == NULL)
+        return -1;
+    wd->nslots = nslots;
+    for (int i = 0; i < nslots; i++)
+        wd->slots[i].fd = -1;
+    wd->fd_limit = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)wd->fd_limit)
+        wd->fd_limit = (int)rl.rlim_cur;
+    pthread_mutex_init(&wd->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&wd->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&wd->thread, NULL, watchdog_main, wd) != 0)
+        return -1;
+    wd->running = 1;
+    return 0;
+}
+
+/* After mg_stop(): no worker is left to hold a slot. */
+static void watchdog_stop(struct watchdog *wd)
+{
+    if (wd->running) {
+        pthread_mutex_lock(&wd->lock);
+        wd->stop = 1;
+        pthread_cond_signal(&wd->wake);
+        pthread_mutex_unlock(&wd->lock);
+        pthread_join(wd->thread, NULL);
+        wd->running = 0;
+    }
+    if (wd->slots) {
+        pthread_cond_destroy(&wd->wake);
+        pthread_mutex_destroy(&wd->lock);
+    }
+    free(wd->slots);
+    wd->slots = NULL;
+}
+
+/* Returns the slot, or -1 (no deadline beyond CivetWeb's own timeouts). */
+static int watchdog_arm(struct watchdog *wd, int fd, int64_t deadline)
+{
+    int slot = -1;
+    if (fd < 0 || !wd->running)
+        return -1;
+    pthread_mutex_lock(&wd->lock);
+    for (int i = 0; i < wd->nslots && slot < 0; i++) {
+        if (wd->slots[i].fd < 0) {
+            wd->slots[i].fd = fd;
+            wd->slots[i].fired = 0;
+            wd->slots[i].deadline = deadline;
+            slot = i;
+        }
+    }
+    pthread_cond_signal(&wd->wake);
+    pthread_mutex_unlock(&wd->lock);
+    return slot;
+}
+
+/* Frees the slot; returns whether its deadline fired. */
+static int watchdog_disarm(struct watchdog *wd, int slot)
+{
+    if (slot < 0)
+        return 0;
+    pthread_mutex_lock(&wd->lock);
+    int fired = wd->slots[slot].fired;
+    wd->slots[slot].fd = -1;
+    pthread_mutex_unlock(&wd->lock);
+    return fired;
+}
+
+static int sockaddr_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return -1;
+}
+
+/* Whether ss is the address a (16 bytes, IPv4 as ::ffff:a.b.c.d). */
+static int sockaddr_is(const struct sockaddr_storage *ss, const struct in6_addr *a)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        return IN6_IS_ADDR_V4MAPPED(a) && memcmp(&a->s6_addr[12], &s4->sin_addr, 4) == 0;
+    }
+    if (ss->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, a, sizeof *a) == 0;
+    return 0;
+}
+
+/* A client address as 16 bytes (IPv4 mapped into IPv6).  -1 if unparsable. */
+static int parse_addr(const char *s, struct in6_addr *a)
+{
+    struct in_addr a4;
+    if (inet_pton(AF_INET, s, &a4) == 1) {
+        memset(a, 0, sizeof *a);
+        a->s6_addr[10] = a->s6_addr[11] = 0xff;
+        memcpy(&a->s6_addr[12], &a4, 4);
+        return 0;
+    }
+    return inet_pton(AF_INET6, s, a) == 1 ? 0 : -1;
+}
+
+/* CivetWeb 1.15 does not hand out a connection's socket, so it is found by
+ * its addresses: the one socket whose peer is the client's address and
+ * port and whose local port is the server's.  -1 if there is none. */
+static int conn_fd(struct watchdog *wd, const struct mg_request_info *ri)
+{
+    struct in6_addr peer;
+    if (parse_addr(ri->remote_addr, &peer) == 0) {
+        for (int fd = 0; fd < wd->fd_limit; fd++) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+                sockaddr_port(&ss) != ri->remote_port || !sockaddr_is(&ss, &peer))
+                continue;
+            sl = sizeof ss;
+            if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+                sockaddr_port(&ss) == ri->server_port)
+                return fd;
+        }
+    }
+    pthread_mutex_lock(&wd->lock);
+    if (!wd->warned)
+        log_warn("cannot find the socket of a connection: body reads are timed by "
+                 "CivetWeb only");
+    wd->warned = 1;
+    pthread_mutex_unlock(&wd->lock);
+    return -1;
 }
 
 static void send_reply(struct mg_connection *conn, int status, const char *type,
@@ -81,11 +314,68 @@ static int fail(struct mg_connection *conn, int status, const char *error, const
     return send_outcome(conn, &o, extra);
 }
 
-/* Reads the whole body, within the configured cap.  On refusal the reply is
- * already sent and NULL is returned. */
-static uint8_t *read_body(struct mg_connection *conn, struct server *srv, size_t *len)
+/* ---- rate limits --------------------------------------------------------- */
+
+/* 429 rate_limited; Retry-After in whole seconds, at least 1. */
+static int refuse_limited(struct mg_connection *conn, const char *whose, double retry_s,
+                          int closing)
+{
+    char extra[64], detail[128];
+    long secs = (long)retry_s;
+    if ((double)secs < retry_s)
+        secs++;
+    if (secs < 1)
+        secs = 1;
+    snprintf(extra, sizeof extra, "Retry-After: %ld\r\n%s", secs,
+             closing ? "Connection: close\r\n" : "");
+    snprintf(detail, sizeof detail, "too many requests from this %s; retry in %ld s", whose,
+             secs);
+    return fail(conn, HTTP_RATE_LIMITED, "rate_limited", detail, extra);
+}
+
+/* The client address as a bucket key: an IPv4 address, or an IPv6 /64
+ * (one subscriber's block). */
+static size_t ip_key(const char *addr, uint8_t key[16])
+{
+    struct in6_addr a;
+    if (parse_addr(addr, &a) != 0) {
+        size_t n = strnlen(addr, 16);
+        memcpy(key, addr, n);
+        return n;
+    }
+    if (IN6_IS_ADDR_V4MAPPED(&a)) {
+        memcpy(key, &a.s6_addr[12], 4);
+        return 4;
+    }
+    memcpy(key, a.s6_addr, 8);
+    return 8;
+}
+
+/* Every request, health checks too, before its handler reads a byte of
+ * the body.  0: go on; otherwise the refusal is sent (and the connection
+ * closed: its body is unread). */
+static int begin_request(struct mg_connection *conn)
+{
+    struct http_state *st = mg_get_user_context_data(conn);
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    uint8_t key[16];
+    double retry = 0;
+    if (st == NULL || !ratelimit_enabled(&st->ip))
+        return 0;
+    size_t n = ip_key(ri->remote_addr, key);
+    if (ratelimit_take(&st->ip, key, n, &retry))
+        return 0;
+    return refuse_limited(conn, "address", retry, 1);
+}
+
+/* ---- bodies -------------------------------------------------------------- */
+
+/* Reads the whole body, within the configured cap and request_timeout_ms.
+ * On refusal the reply is already sent and NULL is returned. */
+static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
+    const struct config *cfg = &st->srv->cfg;
     const char *te = mg_get_header(conn, "Transfer-Encoding");
     const char *cl = mg_get_header(conn, "Content-Length");
     *len = 0;
@@ -101,9 +391,9 @@ static uint8_t *read_body(struct mg_connection *conn, struct server *srv, size_t
         send_reply(conn, 411, "application/json", msg, sizeof msg - 1, "Connection: close\r\n");
         return NULL;
     }
-    if ((uint64_t)ri->content_length > srv->cfg.max_body_bytes) {
+    if ((uint64_t)ri->content_length > cfg->max_body_bytes) {
         char d[96];
-        snprintf(d, sizeof d, "the body may be at most %zu bytes", srv->cfg.max_body_bytes);
+        snprintf(d, sizeof d, "the body may be at most %zu bytes", cfg->max_body_bytes);
         fail(conn, SYNC_ETOOBIG, "too_large", d, "Connection: close\r\n");
         return NULL;
     }
@@ -113,21 +403,35 @@ static uint8_t *read_body(struct mg_connection *conn, struct server *srv, size_t
         fail(conn, SYNC_ENOMEM, "internal", "out of memory", "Connection: close\r\n");
         return NULL;
     }
-    while (got < n) {
+    int64_t deadline = mono_ms() + cfg->request_timeout_ms;
+    int slot = n ? watchdog_arm(&st->wd, conn_fd(&st->wd, ri), deadline) : -1;
+    while (got < n && mono_ms() < deadline) {
         int r = mg_read(conn, p + got, n - got);
         if (r <= 0)
             break;
         got += (size_t)r;
     }
+    int fired = watchdog_disarm(&st->wd, slot);
     if (got != n) {
         free(p);
-        fail(conn, SYNC_EPROTO, "truncated", "the body is shorter than its Content-Length",
-             "Connection: close\r\n");
+        if (fired || mono_ms() >= deadline) {
+            char d[96];
+            snprintf(d, sizeof d, "the body did not arrive within %d ms",
+                     cfg->request_timeout_ms);
+            fail(conn, HTTP_TIMEOUT, "timeout", d, "Connection: close\r\n");
+        } else {
+            fail(conn, SYNC_EPROTO, "truncated", "the body is shorter than its Content-Length",
+                 "Connection: close\r\n");
+        }
         return NULL;
     }
+    if (fired)                     /* complete, but the socket reads no more */
+        mg_disable_connection_keep_alive(conn);
     *len = n;
     return p;
 }
+
+/* ---- handlers ------------------------------------------------------------ */
 
 static int method_is(struct mg_connection *conn, const char *m)
 {
@@ -148,17 +452,17 @@ static int handle_health(struct mg_connection *conn, void *cb)
 
 static int handle_enroll(struct mg_connection *conn, void *cb)
 {
-    struct server *srv = cb;
+    struct http_state *st = cb;
     struct outcome o;
     size_t len;
     outcome_init(&o);
     if (!method_is(conn, "POST"))
         return fail(conn, SYNC_EINVAL, "method", "use POST", "Allow: POST\r\n");
-    uint8_t *body = read_body(conn, srv, &len);
+    uint8_t *body = read_body(conn, st, &len);
     if (body == NULL)
         return 400;
     char *reply = NULL;
-    int rc = auth_enroll(srv, (const char *)body, len, &reply, &o);
+    int rc = auth_enroll(st->srv, (const char *)body, len, &reply, &o);
     free(body);
     if (rc != SYNC_OK)
         return send_outcome(conn, &o, NULL);
@@ -167,24 +471,30 @@ static int handle_enroll(struct mg_connection *conn, void *cb)
     return 200;
 }
 
-/* Push and pull: authenticate the envelope, run the request, seal the reply. */
-static int handle_envelope(struct mg_connection *conn, struct server *srv, int kind)
+/* Push and pull: authenticate the envelope, run the request, seal the reply.
+ * The device's rate limit is taken once the header names it, before any
+ * crypto or SQL. */
+static int handle_envelope(struct mg_connection *conn, struct http_state *st, int kind)
 {
+    struct server *srv = st->srv;
     struct outcome o;
     struct env_header h;
     struct device dev;
     uint8_t rx[32], tx[32], *pt = NULL, *reply = NULL, *sealed = NULL;
     size_t len = 0, ptlen = 0, replylen = 0, sealedlen = 0;
+    double retry = 0;
     outcome_init(&o);
     if (!method_is(conn, "POST"))
         return fail(conn, SYNC_EINVAL, "method", "use POST", "Allow: POST\r\n");
-    uint8_t *body = read_body(conn, srv, &len);
+    uint8_t *body = read_body(conn, st, &len);
     if (body == NULL)
         return 400;
     int rc;
     if (env_peek(body, len, &h) != SYNC_OK || h.kind != kind)
         rc = outcome_set(&o, SYNC_EPROTO, "bad_envelope", "the body is not a %s envelope",
                          kind == ENV_PUSH ? "push" : "pull");
+    else if (!ratelimit_take(&st->dev, h.device_id, sizeof h.device_id, &retry))
+        rc = HTTP_RATE_LIMITED;
     else if ((rc = auth_device(srv, h.device_id, &dev, &o)) != SYNC_OK)
         ;
     else if (auth_session_keys(srv, &dev, rx, tx) != SYNC_OK ||
@@ -212,6 +522,8 @@ static int handle_envelope(struct mg_connection *conn, struct server *srv, int k
     if (rc == SYNC_OK) {
         send_reply(conn, 200, "application/octet-stream", sealed, sealedlen, NULL);
         status = 200;
+    } else if (rc == HTTP_RATE_LIMITED) {
+        status = refuse_limited(conn, "device", retry, 0);
     } else {
         status = send_outcome(conn, &o, NULL);
     }
@@ -247,35 +559,65 @@ static int log_message(const struct mg_connection *conn, const char *message)
     return 1;
 }
 
+static void state_free(struct http_state *st)
+{
+    if (st == NULL)
+        return;
+    watchdog_stop(&st->wd);
+    ratelimit_free(&st->dev);
+    ratelimit_free(&st->ip);
+    free(st);
+}
+
 int http_start(struct server *srv, int *port, char *err, size_t errlen)
 {
-    char threads[16], timeout[16];
-    snprintf(threads, sizeof threads, "%d", srv->cfg.num_threads);
-    snprintf(timeout, sizeof timeout, "%d", srv->cfg.request_timeout_ms);
+    const struct config *cfg = &srv->cfg;
+    char threads[16], timeout[16], keepalive[16];
+    snprintf(threads, sizeof threads, "%d", cfg->num_threads);
+    snprintf(timeout, sizeof timeout, "%d", cfg->request_timeout_ms);
+    /* An idle kept-alive connection holds a worker too: no longer than a
+     * request may take. */
+    snprintf(keepalive, sizeof keepalive, "%d",
+             cfg->request_timeout_ms < 5000 ? cfg->request_timeout_ms : 5000);
     const char *options[] = {
-        "listening_ports", srv->cfg.listen,
+        "listening_ports", cfg->listen,
         "num_threads", threads,
-        "request_timeout_ms", timeout,
+        "request_timeout_ms", timeout,         /* headers; each read and write */
         "max_request_size", "16384",           /* headers only */
         "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", "5000",
+        "keep_alive_timeout_ms", keepalive,
         NULL
     };
+    struct http_state *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return SYNC_ENOMEM;
+    }
+    st->srv = srv;
+    int bad = ratelimit_init(&st->dev, cfg->device_rate_per_s, cfg->device_burst) != 0;
+    bad |= ratelimit_init(&st->ip, cfg->ip_rate_per_s, cfg->ip_burst) != 0;
+    if (bad || watchdog_start(&st->wd, cfg->num_threads) != 0) {
+        state_free(st);
+        snprintf(err, errlen, "cannot set up the HTTP limits (out of memory?)");
+        return SYNC_ENOMEM;
+    }
     struct mg_callbacks cbs;
     memset(&cbs, 0, sizeof cbs);
     cbs.log_message = log_message;
+    cbs.begin_request = begin_request;
     mg_init_library(0);
-    srv->mg = mg_start(&cbs, srv, options);
+    srv->mg = mg_start(&cbs, st, options);
     if (srv->mg == NULL) {
+        state_free(st);
         snprintf(err, errlen, "cannot listen on %s (in use, or not a local address?)",
-                 srv->cfg.listen);
+                 cfg->listen);
         return SYNC_EIO;
     }
-    mg_set_request_handler(srv->mg, "/v1/health$", handle_health, srv);
-    mg_set_request_handler(srv->mg, "/v1/enroll$", handle_enroll, srv);
-    mg_set_request_handler(srv->mg, "/v1/push$", handle_push, srv);
-    mg_set_request_handler(srv->mg, "/v1/pull$", handle_pull, srv);
-    mg_set_request_handler(srv->mg, "/", handle_other, srv);
+    mg_set_request_handler(srv->mg, "/v1/health$", handle_health, st);
+    mg_set_request_handler(srv->mg, "/v1/enroll$", handle_enroll, st);
+    mg_set_request_handler(srv->mg, "/v1/push$", handle_push, st);
+    mg_set_request_handler(srv->mg, "/v1/pull$", handle_pull, st);
+    mg_set_request_handler(srv->mg, "/", handle_other, st);
     struct mg_server_port ports[4];
     int n = mg_get_server_ports(srv->mg, 4, ports);
     *port = n > 0 ? ports[0].port : 0;
@@ -284,7 +626,10 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
 
 void http_stop(struct server *srv)
 {
-    if (srv->mg)
-        mg_stop(srv->mg);
+    if (srv->mg == NULL)
+        return;
+    struct http_state *st = mg_get_user_data(srv->mg);
+    mg_stop(srv->mg);              /* joins the workers: nothing uses st after */
     srv->mg = NULL;
+    state_free(st);
 }

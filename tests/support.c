@@ -152,12 +152,26 @@ static int spawn(struct srv_proc *p, int port)
         if (log)
             dup2(fileno(log), 2);
         close(fds[0]);
-        if (getenv("ES_VALGRIND"))       /* make valgrind: the server too */
-            execlp("valgrind", "valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
-                   "--errors-for-leak-kinds=definite", SERVER_BIN, "--db", p->db, "--listen",
-                   listen, (char *)NULL);
-        else
-            execl(SERVER_BIN, SERVER_BIN, "--db", p->db, "--listen", listen, (char *)NULL);
+        char *args[16];
+        int k = 0;
+        if (getenv("ES_VALGRIND")) {     /* make valgrind: the server too */
+            args[k++] = "valgrind";
+            args[k++] = "-q";
+            args[k++] = "--error-exitcode=99";
+            args[k++] = "--leak-check=full";
+            args[k++] = "--errors-for-leak-kinds=definite";
+        }
+        args[k++] = SERVER_BIN;
+        if (p->config[0]) {
+            args[k++] = "--config";
+            args[k++] = p->config;
+        }
+        args[k++] = "--db";
+        args[k++] = p->db;
+        args[k++] = "--listen";
+        args[k++] = listen;
+        args[k] = NULL;
+        execvp(args[0], args);
         _exit(127);
     }
     close(fds[1]);
@@ -180,6 +194,20 @@ void srv_start(struct srv_proc *p, const char *dir, const char *db)
     snprintf(p->dir, sizeof p->dir, "%s", dir);
     snprintf(p->db, sizeof p->db, "%s", db);
     snprintf(p->log, sizeof p->log, "%s/server.log", dir);
+    ASSERT_EQ(spawn(p, 0), 0);
+}
+
+void srv_start_config(struct srv_proc *p, const char *dir, const char *db, const char *json)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->dir, sizeof p->dir, "%s", dir);
+    snprintf(p->db, sizeof p->db, "%s", db);
+    snprintf(p->log, sizeof p->log, "%s/server.log", dir);
+    snprintf(p->config, sizeof p->config, "%s/server.json", dir);
+    FILE *f = fopen(p->config, "w");
+    ASSERT_NOT_NULL(f);
+    fputs(json, f);
+    fclose(f);
     ASSERT_EQ(spawn(p, 0), 0);
 }
 

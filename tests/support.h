@@ -33,6 +33,7 @@ struct srv_proc {
     char  db[192];
     char  url[64];
     char  log[192];
+    char  config[192];       /* "" : built-in defaults */
 };
 
 /* A fresh scratch directory under /tmp; dir gets its path. */
@@ -41,6 +42,8 @@ void test_dir(char *dir, size_t n, const char *name);
 void county_seed(const char *db, struct county *c);
 /* Starts sync-server on db; fills p.  Aborts the test on failure. */
 void srv_start(struct srv_proc *p, const char *dir, const char *db);
+/* The same with a config file holding json (e.g. limits turned off). */
+void srv_start_config(struct srv_proc *p, const char *dir, const char *db, const char *json);
 /* Restarts on the same port after srv_kill/srv_stop. */
 void srv_restart(struct srv_proc *p);
 void srv_stop(struct srv_proc *p);     /* SIGTERM, wait */

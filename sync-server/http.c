@@ -22,13 +22,13 @@
  */
 #include "http.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <civetweb.h>
 #include <cjson/cJSON.h>
@@ -86,7 +86,6 @@ struct watchdog {
     int             running, stop;
     int             nslots;      /* num_threads: one per worker */
     struct watch   *slots;
-    int             fd_limit;    /* descriptors searched for a connection's */
     int             warned;      /* "socket not found" logged once */
 };
 
@@ -138,7 +137,6 @@ static void *watchdog_main(void *arg)
 static int watchdog_start(struct watchdog *wd, int nslots)
 {
     pthread_condattr_t ca;
-    struct rlimit rl;
     memset(wd, 0, sizeof *wd);
     wd->slots = malloc((size_t)nslots * sizeof *wd->slots);
     if (wd->slots == NULL)
@@ -146,10 +144,6 @@ static int watchdog_start(struct watchdog *wd, int nslots)
     wd->nslots = nslots;
     for (int i = 0; i < nslots; i++)
         wd->slots[i].fd = -1;
-    wd->fd_limit = 65536;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        rl.rlim_cur < (rlim_t)wd->fd_limit)
-        wd->fd_limit = (int)rl.rlim_cur;
     pthread_mutex_init(&wd->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -248,23 +242,34 @@ static int parse_addr(const char *s, struct in6_addr *a)
 
 /* CivetWeb 1.15 does not hand out a connection's socket, so it is found by
  * its addresses: the one socket whose peer is the client's address and
- * port and whose local port is the server's.  -1 if there is none. */
+ * port and whose local port is the server's.  Only the descriptors that
+ * are open are tried (/proc/self/fd), so the cost follows the number of
+ * connections, not the descriptor limit.  -1 if there is none. */
 static int conn_fd(struct watchdog *wd, const struct mg_request_info *ri)
 {
     struct in6_addr peer;
-    if (parse_addr(ri->remote_addr, &peer) == 0) {
-        for (int fd = 0; fd < wd->fd_limit; fd++) {
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof ss;
-            if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0 ||
-                sockaddr_port(&ss) != ri->remote_port || !sockaddr_is(&ss, &peer))
-                continue;
-            sl = sizeof ss;
-            if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-                sockaddr_port(&ss) == ri->server_port)
-                return fd;
-        }
+    DIR *d = parse_addr(ri->remote_addr, &peer) == 0 ? opendir("/proc/self/fd") : NULL;
+    struct dirent *e;
+    int found = -1;
+    while (d && found < 0 && (e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || end == e->d_name || fd < 0 || fd > INT32_MAX)
+            continue;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (getpeername((int)fd, (struct sockaddr *)&ss, &sl) != 0 ||
+            sockaddr_port(&ss) != ri->remote_port || !sockaddr_is(&ss, &peer))
+            continue;
+        sl = sizeof ss;
+        if (getsockname((int)fd, (struct sockaddr *)&ss, &sl) == 0 &&
+            sockaddr_port(&ss) == ri->server_port)
+            found = (int)fd;
     }
+    if (d)
+        closedir(d);
+    if (found >= 0)
+        return found;
     pthread_mutex_lock(&wd->lock);
     if (!wd->warned)
         log_warn("cannot find the socket of a connection: body reads are timed by "

@@ -792,6 +792,42 @@ static void test_insert_over_foreign_row(void)
                         F.c.senior[1][3]), 1);
 }
 
+/* The envelope proves the channel; the signature proves the device.  A
+ * corrupted signature, or one made with another enrolled device's key,
+ * is refused even inside a valid envelope. */
+static void test_bad_signature(void)
+{
+    size_t cslen = 0, blen = 0, n = 0;
+    struct http_response r;
+    uint8_t h0[32], sig[ENV_SIGBYTES];
+    fixture();
+    uint8_t *cs = meal_cs(F.c.senior[0][0], F.c.hall[0], "2024-11-22", &cslen);
+    uint8_t *b = batch1(151, cs, cslen, NULL, 0, &blen);
+    uint8_t *pt = malloc(blen + ENV_SIGBYTES);
+    ASSERT_NOT_NULL(pt);
+    memcpy(pt, b, blen);
+    for (int variant = 0; variant < 2; variant++) {
+        uint64_t seq = next_seq(F.ihall.dev);
+        if (variant == 0) {                       /* a flipped bit */
+            env_batch_sign(sig, F.ihall.sign_sk, F.ihall.dev, seq, b, blen, NULL);
+            sig[10] ^= 0x20;
+        } else {                                  /* the caregiver's key */
+            env_batch_sign(sig, F.icg.sign_sk, F.ihall.dev, seq, b, blen, NULL);
+        }
+        memcpy(pt + blen, sig, sizeof sig);
+        uint8_t *env = seal_key(F.ihall.dev, F.ihall.tx, ENV_PUSH, seq, pt, blen + sizeof sig, &n);
+        snap(h0);
+        post("/v1/push", NULL, env, n, &r);
+        free(env);
+        expect_err_free(&r, 401, "bad_signature");
+        same_hash(h0);
+        ASSERT_EQ(next_seq(F.ihall.dev), seq);
+    }
+    free(pt);
+    free(b);
+    free(cs);
+}
+
 /* Personal data must arrive sealed: a plaintext name is refused. */
 static void test_unsealed_personal(void)
 {
@@ -1448,6 +1484,7 @@ static const struct test_case tests[] = {
     TEST(test_out_of_scope),
     TEST(test_insert_over_foreign_row),
     TEST(test_unsealed_personal),
+    TEST(test_bad_signature),
     TEST(test_http_framing),
     TEST(test_refusal_closes_connection),
     TEST(test_bad_pull),

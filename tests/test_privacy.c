@@ -110,6 +110,44 @@ static long scan_file(const char *path)
     return found;
 }
 
+static char bindir[256] = "build/release";
+
+/* Adds the secret keys of the server (key file) and of one tablet, raw and
+ * in hex, to the needles: no log may carry key material either. */
+static void add_key_needles(const char *dir, const char *db)
+{
+    char path[400], hex[2 * 224 + 1];
+    uint8_t raw[224];
+    snprintf(path, sizeof path, "%s.key", db);
+    FILE *f = fopen(path, "rb");
+    ASSERT_NOT_NULL(f);
+    ASSERT_EQ(fread(raw, 1, sizeof raw, f), sizeof raw);
+    fclose(f);
+    static const int secret[][2] = { { 32, 32 }, { 96, 32 }, { 160, 32 }, { 192, 32 } };
+    for (int i = 0; i < 4; i++) {
+        hex_encode(hex, raw + secret[i][0], (size_t)secret[i][1]);
+        add_needle(hex);
+        hex[16] = '\0';                          /* a prefix is enough to find a leak */
+        add_needle(hex);
+    }
+    uint8_t kx[32], sign[64];
+    snprintf(path, sizeof path, "%s/t00.db", dir);
+    tablet_secrets(path, kx, sign);
+    hex_encode(hex, kx, 32);
+    add_needle(hex);
+    hex_encode(hex, sign, 32);
+    add_needle(hex);
+}
+
+/* Runs the CLI on a tablet with its output into a file for the scan. */
+static void cli(const char *dir, const char *args, const char *outname)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/eldersync --db %s/t00.db %s > %s/%s 2>&1", bindir, dir, args,
+             dir, outname);
+    ASSERT_EQ(system(cmd), 0);
+}
+
 static void test_no_plaintext_anywhere(void)
 {
     char dir[128], db[192];
@@ -177,7 +215,18 @@ static void test_no_plaintext_anywhere(void)
     (void)rows;
     for (int i = 0; i < n; i++)
         sync_client_close(tabs[i]);
+    /* The CLI's own output: sync, status, unlock. */
+    snprintf(sql, sizeof sql, "UPDATE seniors SET phone = '13700001234' WHERE name = "
+             "'欧阳测试老人'");
+    char args[600];
+    snprintf(args, sizeof args, "exec \"%s\"", sql);
+    cli(dir, args, "cli-exec.out");
+    add_needle("13700001234");
+    cli(dir, "sync", "cli-sync.out");
+    cli(dir, "status", "cli-status.out");
+    cli(dir, "unlock", "cli-unlock.out");
     srv_stop(&p);
+    add_key_needles(dir, db);
 
     /* Every file of every database, WAL and shared-memory files included. */
     index_needles();
@@ -186,7 +235,8 @@ static void test_no_plaintext_anywhere(void)
     ASSERT_NOT_NULL(d);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strstr(e->d_name, ".db") == NULL)
+        if (strstr(e->d_name, ".db") == NULL && strstr(e->d_name, ".log") == NULL &&
+            strstr(e->d_name, ".out") == NULL)
             continue;
         char path[400];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
@@ -194,18 +244,29 @@ static void test_no_plaintext_anywhere(void)
         files++;
     }
     closedir(d);
-    printf("privacy: %d tablets, %ld files scanned for %d seeded values: %ld found\n", n, files,
-           nneedles, found);
-    ASSERT_GE(files, 10);
+    printf("privacy: %d tablets; %ld files (databases, WAL, server log, CLI output) scanned for "
+           "%d seeded values and key material: %ld found\n", n, files, nneedles, found);
+    ASSERT_GE(files, 15);
     ASSERT_EQ(found, 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static const struct test_case tests[] = {
         TEST(test_no_plaintext_anywhere),
         { NULL, NULL }
     };
+    (void)argc;
+    if (getenv("ES_BUILD_DIR"))
+        snprintf(bindir, sizeof bindir, "%s", getenv("ES_BUILD_DIR"));
+    else {                                    /* build/x/tests/test_privacy -> build/x */
+        snprintf(bindir, sizeof bindir, "%s", argv[0]);
+        for (int k = 0; k < 2; k++) {
+            char *slash = strrchr(bindir, '/');
+            if (slash)
+                *slash = '\0';
+        }
+    }
     if (sodium_init() < 0)
         return 1;
     int rc = test_run_all("test_privacy", tests);

@@ -21,6 +21,7 @@
 #include "changeset.h"
 #include "envelope.h"
 #include "ids.h"
+#include "pcrypt.h"
 #include "policy.h"
 #include "push.h"
 #include "rowval.h"
@@ -277,8 +278,38 @@ static void bench_http(void)
     srv_stop(&srv);
 }
 
+/* The cost of protecting one personal value: seal and open a name. */
+static double seal_us, open_us;
+
+static void bench_seal(void)
+{
+    uint8_t key[32], id[16], *ct = NULL, *pt = NULL;
+    size_t ctlen = 0, ptlen = 0;
+    const char *name = "欧阳秀英";
+    const int n = 200000;
+    randombytes_buf(key, sizeof key);
+    id_new(id);
+    double t0 = mono();
+    for (int i = 0; i < n; i++) {
+        free(ct);
+        ASSERT_EQ(pv_seal(key, 1, "seniors", "name", id, 16, (const uint8_t *)name, strlen(name),
+                          &ct, &ctlen), SYNC_OK);
+    }
+    double t1 = mono();
+    for (int i = 0; i < n; i++) {
+        free(pt);
+        ASSERT_EQ(pv_open(key, "seniors", "name", id, 16, ct, ctlen, &pt, &ptlen), SYNC_OK);
+    }
+    double t2 = mono();
+    free(ct);
+    free(pt);
+    seal_us = (t1 - t0) * 1e6 / n;
+    open_us = (t2 - t1) * 1e6 / n;
+}
+
 static void bench_all(void)
 {
+    bench_seal();
     bench_merge();
     bench_http();
     double push_rate = MERGE_ROWS / merge_push_s, plain_rate = MERGE_ROWS / merge_plain_s;
@@ -290,9 +321,14 @@ static void bench_all(void)
     printf("%-34s %14s\n", "  commit mode", "WAL, synchronous=FULL, fsync per batch");
     printf("%-34s %12.1f B %14s\n", "bytes per meal on the wire", bytes_meal, "");
     printf("%-34s %12.1f B %14s\n", "  same records as JSON", json_meal, "");
+    printf("%-34s %10.2f us %14s\n", "seal one personal value", seal_us, "");
+    printf("%-34s %10.2f us %14s\n", "open one personal value", open_us, "");
+    printf("%-34s %12d B %14s\n", "  bytes added per sealed value", PV_OVERHEAD, "");
     printf("{\"merge_rows_per_s\":%.0f,\"plain_rows_per_s\":%.0f,\"merge_ratio\":%.3f,"
-           "\"pushes_per_s\":%.1f,\"bytes_per_meal\":%.1f,\"json_bytes_per_meal\":%.1f}\n",
-           push_rate, plain_rate, push_rate / plain_rate, small_per_s, bytes_meal, json_meal);
+           "\"pushes_per_s\":%.1f,\"bytes_per_meal\":%.1f,\"json_bytes_per_meal\":%.1f,"
+           "\"seal_us\":%.2f,\"open_us\":%.2f}\n",
+           push_rate, plain_rate, push_rate / plain_rate, small_per_s, bytes_meal, json_meal,
+           seal_us, open_us);
 }
 
 int main(void)

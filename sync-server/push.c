@@ -471,7 +471,11 @@ static int record_batch(struct server *srv, const struct device *dev, uint64_t s
         sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (int64_t)seq);
         sqlite3_bind_int64(st, 3, now);
-        sqlite3_bind_int64(st, 4, b->device_ms - now);
+        /* The device's clock is its own claim: keep the skew, saturated. */
+        int64_t skew;
+        if (__builtin_sub_overflow(b->device_ms, now, &skew))
+            skew = b->device_ms < 0 ? INT64_MIN : INT64_MAX;
+        sqlite3_bind_int64(st, 4, skew);
         sqlite3_bind_int(st, 5, b->schema_version);
         sqlite3_bind_int64(st, 6, clamped);
         rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;

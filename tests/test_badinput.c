@@ -792,6 +792,31 @@ static void test_insert_over_foreign_row(void)
                         F.c.senior[1][3]), 1);
 }
 
+/* A device clock at the end of the range is only recorded (as a saturated
+ * skew): no overflow in the server (found by fuzz_push; under SAN=1 the
+ * server would abort and srv_stop would notice). */
+static void test_absurd_device_clock(void)
+{
+    size_t cslen = 0, blen = 0, n = 0;
+    struct http_response r;
+    fixture();
+    uint8_t *cs = meal_cs(F.c.senior[0][1], F.c.hall[0], "2024-11-23", &cslen);
+    uint8_t *b = batch1(161, cs, cslen, NULL, 0, &blen);
+    be64_put(b + 4, 0x8000000000000000u);                /* INT64_MIN ms */
+    uint64_t seq = next_seq(F.ihall.dev);
+    uint8_t *env = seal(&F.ihall, ENV_PUSH, seq, b, blen, &n);
+    post("/v1/push", NULL, env, n, &r);
+    ASSERT_EQ(r.status, 200);
+    http_response_free(&r);
+    free(env);
+    free(b);
+    free(cs);
+    char sql[160], x[36];
+    snprintf(sql, sizeof sql, "SELECT clock_skew_ms = -9223372036854775807 - 1 FROM devices "
+             "WHERE id = %s", xid(F.ihall.dev, x));
+    ASSERT_EQ(server_count(F.db, sql), 1);
+}
+
 /* The envelope proves the channel; the signature proves the device.  A
  * corrupted signature, or one made with another enrolled device's key,
  * is refused even inside a valid envelope. */
@@ -1485,6 +1510,7 @@ static const struct test_case tests[] = {
     TEST(test_insert_over_foreign_row),
     TEST(test_unsealed_personal),
     TEST(test_bad_signature),
+    TEST(test_absurd_device_clock),
     TEST(test_http_framing),
     TEST(test_refusal_closes_connection),
     TEST(test_bad_pull),

@@ -996,6 +996,33 @@ static void test_values(void)
     free(buf);
 }
 
+/* A NaN real in a key column reads as NULL in SQLite 3.40: refused like
+ * a NULL key (found by fuzz_changeset; tests/fuzz/regressions). */
+static void test_nan_key_refused(void)
+{
+    double nan;
+    uint64_t bits = 0x7ff8000000000000u;
+    memcpy(&nan, &bits, sizeof nan);
+    struct cs_writer w;
+    size_t len;
+    struct cs_value row[3] = { vr(nan), vi(1), vi(2) };
+    struct cs_value old[3] = { vr(nan), vi(1), { CS_UNDEF, 0, 0, NULL, 0 } };
+    struct cs_value nw[3] = { { CS_UNDEF, 0, 0, NULL, 0 }, vi(5), { CS_UNDEF, 0, 0, NULL, 0 } };
+    for (int op = 0; op < 3; op++) {
+        cs_writer_init(&w);
+        cs_writer_table(&w, "t1", 3, t1_pk);
+        if (op == 0)
+            cs_writer_change(&w, CS_INSERT, 0, NULL, row);
+        else if (op == 1)
+            cs_writer_change(&w, CS_DELETE, 0, row, NULL);
+        else
+            cs_writer_change(&w, CS_UPDATE, 0, old, nw);
+        uint8_t *buf = finish(&w, &len);
+        ASSERT_EQ(validate(buf, len, NULL, NULL, NULL), SYNC_EPROTO);
+        free(buf);
+    }
+}
+
 /* ---- iterator and writer misuse --------------------------------------- */
 
 static void test_misuse(void)
@@ -1063,6 +1090,7 @@ static const struct test_case tests[] = {
     TEST(test_edge_cases),
     TEST(test_large),
     TEST(test_values),
+    TEST(test_nan_key_refused),
     TEST(test_misuse),
     { NULL, NULL },
 };

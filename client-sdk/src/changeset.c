@@ -373,6 +373,13 @@ static int check_table(const struct cs_iter *it, cs_lookup_fn lookup, void *ctx,
     return 0;
 }
 
+/* A key value SQLite would read as NULL: NULL itself, or a NaN real
+ * (SQLite 3.40 stores a NaN as NULL when it reads the record). */
+static int null_key(const struct cs_value *v)
+{
+    return v->type == CS_NULL || (v->type == CS_REAL && v->r != v->r);
+}
+
 /* INSERT and DELETE carry the whole row: every column defined, no NULL key
  * (SQLite cannot locate a row by a NULL key). */
 static int check_full_record(const struct cs_iter *it, const struct cs_value *rec, size_t at,
@@ -384,7 +391,7 @@ static int check_full_record(const struct cs_iter *it, const struct cs_value *re
         if (rec[i].type == CS_UNDEF)
             return fail(err, SYNC_EPROTO, at, "table %s: %s at offset %zu leaves column %d"
                         " undefined", show_name(shown, it->table), what, at, i);
-        if (it->pk[i] != 0 && rec[i].type == CS_NULL)
+        if (it->pk[i] != 0 && null_key(&rec[i]))
             return fail(err, SYNC_EPROTO, at, "table %s: %s at offset %zu has NULL key"
                         " column %d", show_name(shown, it->table), what, at, i);
     }
@@ -403,7 +410,7 @@ static int check_update(const struct cs_iter *it, size_t at, struct cs_error *er
     for (int i = 0; i < it->ncol && problem == NULL; i++) {
         int o = it->old[i].type, n = it->new_[i].type;
         col = i;
-        if (it->pk[i] != 0 && (o == CS_UNDEF || o == CS_NULL))
+        if (it->pk[i] != 0 && (o == CS_UNDEF || null_key(&it->old[i])))
             problem = "undefined or NULL old key";
         else if (it->pk[i] != 0 && n != CS_UNDEF)
             problem = "defined new key";

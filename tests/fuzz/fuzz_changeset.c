@@ -18,12 +18,16 @@
  * Any disagreement between SQLite and the validator calls abort(), so it is
  * a finding.  Rejected inputs only have to be rejected without incident.
  *
- * Environment: FUZZ_VERBOSE=1 prints what happened to each input.
+ * Environment: FUZZ_VERBOSE=1 prints what happened to each input;
+ * FUZZ_IGNORE_NAN_KEY=1 tolerates the known NaN-key finding (README.md);
+ * FUZZ_STATS=1 prints, every 100000 inputs, the rate and the scratch
+ * database's size (to check that nothing grows from input to input).
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "changeset.h"
 #include "eldersync.h"
@@ -34,7 +38,8 @@
 static sqlite3 *db;               /* schema + seed rows: the scratch database */
 static struct policy *pol;
 static struct cs_iter iter;       /* ~20 KB, reused */
-static int verbose;
+static int verbose, stats, ignore_nan_key;
+static long inputs, accepted;
 static const struct cs_limits limits = { 200000, 0, 1u << 20, POL_MAXCOL };  /* push.c's */
 
 #define FAIL(...) do { fprintf(stderr, "fuzz_changeset: " __VA_ARGS__); fputc('\n', stderr); \
@@ -45,6 +50,8 @@ static void init(void)
     char err[256];
     struct fz_county c;
     verbose = getenv("FUZZ_VERBOSE") != NULL;
+    stats = getenv("FUZZ_STATS") != NULL;
+    ignore_nan_key = getenv("FUZZ_IGNORE_NAN_KEY") != NULL;
     if (sqlite3_open(":memory:", &db) != SQLITE_OK ||
         schema_apply(db, SCHEMA_SERVER, err, sizeof err) != SYNC_OK)
         FAIL("schema_apply: %s", err);
@@ -87,6 +94,21 @@ static int same_value(const struct cs_value *cv, sqlite3_value *v)
     default:
         return 0;
     }
+}
+
+/* Whether some change carries a NaN real in a key column (SQLite reads it
+ * as NULL: a NULL key, which cs_validate means to refuse).  Known finding,
+ * see README.md; FUZZ_IGNORE_NAN_KEY=1 stops it from ending a run. */
+static int has_nan_key(const uint8_t *data, size_t size)
+{
+    cs_iter_init(&iter, data, size);
+    while (cs_iter_next(&iter) == 1) {
+        const struct cs_value *rec = iter.op == CS_INSERT ? iter.new_ : iter.old;
+        for (int i = 0; i < iter.ncol; i++)
+            if (iter.pk[i] != 0 && rec[i].type == CS_REAL && isnan(rec[i].r))
+                return 1;
+    }
+    return 0;
 }
 
 /* Step 1: our own iterator. */
@@ -192,6 +214,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size > 1u << 24)
         return 0;
+    if (stats && ++inputs % 100000 == 0) {
+        static struct timespec t0;
+        struct timespec t1;
+        sqlite3_stmt *st = NULL;
+        long pages = -1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            pages = (long)sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        if (t0.tv_sec != 0)
+            fprintf(stderr, "stats: %ld inputs, %ld accepted, %.0f/s, %ld pages, heap %lld\n",
+                    inputs, accepted, 100000 / ((double)(t1.tv_sec - t0.tv_sec) +
+                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9), pages,
+                    (long long)sqlite3_memory_used());
+        t0 = t1;
+    }
 
     struct cs_error err;
     size_t nchanges = 0;
@@ -209,6 +248,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ;
         return 0;
     }
+    accepted++;
     walk_ours(data, size, nchanges);
     walk_sqlite(data, size, nchanges);
     int a1 = apply(data, size, 0);
@@ -221,9 +261,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FAIL("sqlite3changeset_invert: %d on an accepted changeset", rc);
     size_t ninvch = 0;
     rc = cs_validate(inv, (size_t)ninv, policy_cs_lookup, pol, &limits, &ninvch, &err);
-    if (rc != SYNC_OK)
+    if (rc != SYNC_OK && !(ignore_nan_key && has_nan_key(data, size)))
         FAIL("the inverse of an accepted changeset is rejected: %s", err.msg);
-    if (ninvch != nchanges)
+    if (rc == SYNC_OK && ninvch != nchanges)
         FAIL("the inverse has %zu changes, the changeset %zu", ninvch, nchanges);
 
     sqlite3_changegroup *g = NULL;

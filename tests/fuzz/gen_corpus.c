@@ -21,6 +21,7 @@
 #include "eldersync.h"
 #include "envelope.h"
 #include "fuzz_common.h"
+#include "pcrypt.h"
 #include "policy.h"
 #include "schema.h"
 #include "util.h"
@@ -61,6 +62,24 @@ static void check(const uint8_t *cs, size_t n, const char *name)
         fprintf(stderr, "gen_corpus: %s is rejected: %s\n", name, e.msg);
         exit(1);
     }
+}
+
+/* seal(table, column, value): value sealed under key id 1 (the first key
+ * a server's keyring issues) with a fixed key, as the SDK's es_enc would.
+ * The server checks the sealed layout and key id, not the contents. */
+static void fn_seal(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    static const uint8_t key[32] = { 'f', 'u', 'z', 'z' };
+    uint8_t *out = NULL;
+    size_t n = 0;
+    (void)argc;
+    if (pv_seal(key, 1, (const char *)sqlite3_value_text(argv[0]),
+                (const char *)sqlite3_value_text(argv[1]), NULL, 0, sqlite3_value_text(argv[2]),
+                (size_t)sqlite3_value_bytes(argv[2]), &out, &n) != SYNC_OK) {
+        sqlite3_result_error(ctx, "pv_seal failed", -1);
+        return;
+    }
+    sqlite3_result_blob(ctx, out, (int)n, free);
 }
 
 /* Records what sql does (after an unrecorded pre) as SQLite's changeset. */
@@ -172,16 +191,19 @@ static int scenarios(struct scenario *all)
     /* caregiver of T0 */
     sc->name = "senior_insert"; sc->device = FZ_DEV_CAREGIVER;
     SC("INSERT INTO seniors (id, township_id, name, id_card, phone, gender, birth_year, category, "
-       "hlc) VALUES (%s, %s, 'Wang Fang', '530124192601010023', '13800000000', 'F', 1926, "
+       "hlc) VALUES (%s, %s, seal('seniors', 'name', 'Wang Fang'), seal('seniors', 'id_card', "
+       "'530124192601010023'), seal('seniors', 'phone', '13800000000'), 'F', 1926, "
        "'centenarian', %lld)", N1, T0, 1764560000000LL << 16);
     sc++;
     sc->name = "senior_update"; sc->device = FZ_DEV_CAREGIVER;
-    SC("UPDATE seniors SET phone = '13900000001', address = 'No. 3 East Lane', hlc = %lld "
+    SC("UPDATE seniors SET phone = seal('seniors', 'phone', '13900000001'), "
+       "address = seal('seniors', 'address', 'No. 3 East Lane'), hlc = %lld "
        "WHERE id = %s", 1764560000000LL << 16, S00);
     sc++;
     sc->name = "senior_update_stale"; sc->device = FZ_DEV_CAREGIVER;
     PRE("UPDATE seniors SET phone = '111', hlc = %lld WHERE id = %s", 1764000000000LL << 16, S01);
-    SC("UPDATE seniors SET phone = '222', health_notes = 'diabetic', hlc = %lld WHERE id = %s",
+    SC("UPDATE seniors SET phone = seal('seniors', 'phone', '222'), "
+       "health_notes = seal('seniors', 'health_notes', 'diabetic'), hlc = %lld WHERE id = %s",
        1764560000000LL << 16, S01);
     sc++;
     sc->name = "senior_protected"; sc->device = FZ_DEV_CAREGIVER;
@@ -191,15 +213,17 @@ static int scenarios(struct scenario *all)
     SC("UPDATE seniors SET township_id = %s, hlc = hlc + 1 WHERE id = %s", T1, S02);
     sc++;
     sc->name = "senior_other_twp"; sc->device = FZ_DEV_CAREGIVER;
-    SC("UPDATE seniors SET name = 'x', hlc = hlc + 1 WHERE id = %s", S10);
+    SC("UPDATE seniors SET name = seal('seniors', 'name', 'x'), hlc = hlc + 1 WHERE id = %s",
+       S10);
     sc++;
     sc->name = "senior_delete"; sc->device = FZ_DEV_CAREGIVER;
     SC("DELETE FROM seniors WHERE id = %s", S02);
     sc++;
     sc->name = "visit_and_handout"; sc->device = FZ_DEV_CAREGIVER;
     SC("INSERT INTO visits (id, township_id, senior_id, campaign_id, kind, visitor, visited_at, "
-       "service_date, location, notes, hlc) VALUES (%s, %s, %s, %s, 'welfare', 'w7', "
-       "1764560000000, '2026-12-01', 'home', 'fine', %lld);"
+       "service_date, location, notes, hlc) VALUES (%s, %s, %s, %s, 'welfare', seal('visits', 'visitor', 'w7'), "
+       "1764560000000, '2026-12-01', seal('visits', 'location', 'home'), "
+       "seal('visits', 'notes', 'fine'), %lld);"
        "INSERT INTO visit_handouts (id, visit_id, township_id, senior_id, campaign_id, kind, "
        "amount_fen, goods, goods_value_fen) VALUES (%s, %s, %s, %s, %s, 'cash', 20000, NULL, 0),"
        "(%s, %s, %s, %s, %s, 'goods', 0, 'rice 5kg', 3500)",
@@ -211,17 +235,18 @@ static int scenarios(struct scenario *all)
        "amount_fen) VALUES (%s, %s, %s, %s, %s, 'cash', 20000)", N2, V0, T0, S00, C0);
     sc++;
     sc->name = "visit_update"; sc->device = FZ_DEV_CAREGIVER;
-    SC("UPDATE visits SET notes = 'needs a walker', location = 'yard', hlc = %lld WHERE id = %s",
+    SC("UPDATE visits SET notes = seal('visits', 'notes', 'needs a walker'), "
+       "location = seal('visits', 'location', 'yard'), hlc = %lld WHERE id = %s",
        1764560000000LL << 16, V0);
     sc++;
     sc->name = "visit_delete"; sc->device = FZ_DEV_CAREGIVER;
     SC("DELETE FROM visits WHERE id = %s", V0);
     sc++;
     sc->name = "senior_and_visit_indirect"; sc->device = FZ_DEV_CAREGIVER; sc->indirect = 1;
-    SC("INSERT INTO seniors (id, township_id, name, category, hlc) VALUES (%s, %s, 'Li Wei', "
+    SC("INSERT INTO seniors (id, township_id, name, category, hlc) VALUES (%s, %s, seal('seniors', 'name', 'Li Wei'), "
        "'advanced_age', %lld);"
        "INSERT INTO visits (id, township_id, senior_id, kind, visitor, visited_at, service_date, "
-       "hlc) VALUES (%s, %s, %s, 'bathing', 'w2', 1764560000000, '2026-12-01', %lld)",
+       "hlc) VALUES (%s, %s, %s, 'bathing', seal('visits', 'visitor', 'w2'), 1764560000000, '2026-12-01', %lld)",
        N3, T0, 1764560000000LL << 16, N4, T0, N3, 1764560000000LL << 16);
     sc++;
     /* inspector of T0 */
@@ -383,6 +408,9 @@ int main(int argc, char **argv)
     fz_county_ids(&cty);
     if (fz_seed_rows(db, &cty) != 0)
         die("seed");
+    if (sqlite3_create_function(db, "seal", 3, SQLITE_UTF8, NULL, fn_seal, NULL, NULL)
+        != SQLITE_OK)
+        die("seal function");
     uint8_t nid[4][16];
     for (int i = 0; i < 4; i++) {
         memset(nid[i], 0, 16);

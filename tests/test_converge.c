@@ -117,7 +117,7 @@ static int run(struct tablet *t, const char *sql)
         return 1;
     /* Only a local uniqueness clash is an expected refusal here. */
     if (strstr(sync_client_errmsg(t->c), "UNIQUE") == NULL)
-        fprintf(stderr, "  exec (%s): %s\n", t->role, sync_client_errmsg(t->c));
+        fprintf(stderr, "  exec (%s): %s\n  sql: %s\n", t->role, sync_client_errmsg(t->c), sql);
     ASSERT(strstr(sync_client_errmsg(t->c), "UNIQUE") != NULL);
     return 0;
 }

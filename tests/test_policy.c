@@ -300,6 +300,36 @@ static void test_same_person_twice_is_found(void)
     sync_client_close(b);
 }
 
+/* A visit whose senior moved to another township keeps its reference;
+ * editing the visit's notes on the tablet (which no longer holds that
+ * senior) must still work: only the columns that change are written. */
+static void test_edit_row_whose_reference_left(void)
+{
+    struct sync_client *a = tablet_new(&srv, "moved", "caregiver", cty.twp[2]);
+    sync_ok(a);
+    uint8_t vid[16];
+    char sql[768], v[36], t[36], s[36], cp[36];
+    id_new(vid);
+    snprintf(sql, sizeof sql, "INSERT INTO visits (id, township_id, senior_id, campaign_id, kind, "
+             "visitor, visited_at, service_date) VALUES (%s, %s, %s, %s, 'welfare', 'staff', 1, "
+             "'2026-10-12')", xid(vid, v), xid(cty.twp[2], t), xid(cty.senior[2][20], s),
+             xid(cty.campaign, cp));
+    exec_ok(a, sql);
+    sync_ok(a);
+    snprintf(sql, sizeof sql, "UPDATE seniors SET township_id = %s WHERE id = %s",
+             xid(cty.twp[1], t), xid(cty.senior[2][20], s));
+    srv_exec(&srv, sql);
+    sync_ok(a);                                  /* the senior leaves this tablet */
+    snprintf(sql, sizeof sql, "UPDATE visits SET notes = 'follow-up in spring' WHERE id = %s",
+             xid(vid, v));
+    exec_ok(a, sql);
+    sync_ok(a);
+    ASSERT_EQ(count("SELECT count(*) FROM visits WHERE id = %s AND "
+                    "es_dec('visits', 'notes', id, notes) = 'follow-up in spring'", vid), 1);
+    converged(a, "caregiver", 2, NULL);
+    sync_client_close(a);
+}
+
 static int first_value(void *ctx, int ncol, const char *const *vals, const char *const *names)
 {
     (void)names;
@@ -371,6 +401,7 @@ int main(void)
         TEST(test_double_meal_claim_applies_once),
         TEST(test_double_cash_handout_applies_once),
         TEST(test_same_person_twice_is_found),
+        TEST(test_edit_row_whose_reference_left),
         TEST(test_local_service_date),
         TEST(test_initial_sync_in_pages),
         { NULL, NULL }

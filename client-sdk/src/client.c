@@ -331,7 +331,7 @@ void sync_client_close(struct sync_client *c)
     if (c == NULL)
         return;
     for (int i = 0; i < 32; i++)
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 2; k++)
             sqlite3_finalize(c->vstmt[i][k]);
     sqlite3_close_v2(c->db);
     policy_free(c->pol);
@@ -612,25 +612,11 @@ static int prepare_writes(struct sync_client *c, int ti)
     int rc = b.oom ? SQLITE_NOMEM : sqlite3_prepare_v3(c->db, (const char *)b.p, -1,
                                    SQLITE_PREPARE_PERSISTENT, &c->vstmt[ti][0], NULL);
     buf_free(&b);
-    sql_add(&b, "UPDATE main.\"%s\" SET ", t->name);
-    for (int i = 0, first = 1; i < t->ncol; i++) {
-        if (i == t->id_col)
-            continue;
-        sql_add(&b, "%s\"%s\" = CASE WHEN ?%d THEN ?%d ELSE \"%s\" END", first ? "" : ", ",
-                t->cols[i], 2 * i + 1, 2 * i + 2, t->cols[i]);
-        first = 0;
-    }
-    sql_add(&b, " WHERE id = ?%d", 2 * t->ncol + 1);
-    buf_byte(&b, 0);
-    if (rc == SQLITE_OK)
-        rc = b.oom ? SQLITE_NOMEM : sqlite3_prepare_v3(c->db, (const char *)b.p, -1,
-                                   SQLITE_PREPARE_PERSISTENT, &c->vstmt[ti][1], NULL);
-    buf_free(&b);
     sql_add(&b, "DELETE FROM main.\"%s\" WHERE id = ?1", t->name);
     buf_byte(&b, 0);
     if (rc == SQLITE_OK)
         rc = b.oom ? SQLITE_NOMEM : sqlite3_prepare_v3(c->db, (const char *)b.p, -1,
-                                   SQLITE_PREPARE_PERSISTENT, &c->vstmt[ti][2], NULL);
+                                   SQLITE_PREPARE_PERSISTENT, &c->vstmt[ti][1], NULL);
     buf_free(&b);
     return rc == SQLITE_OK ? SYNC_OK : client_fail(c, SYNC_EIO, "cannot prepare the write for "
                                                    "%s: %s", t->name, sqlite3_errmsg(c->db));
@@ -729,7 +715,6 @@ static void fn_row_update(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     const struct pol_table *t = view_table(ctx, c, argv[0], &ti);
     if (t == NULL || argc != 2 * t->ncol + 2)
         return;
-    sqlite3_stmt *st = c->vstmt[ti][1];
     int ok = 1;
     for (int i = 0; i < t->ncol; i++) {
         int county = ((t->protected_ >> i) & 1) || i == t->id_col || bidx_source(t, i) >= 0;
@@ -742,18 +727,45 @@ static void fn_row_update(sqlite3_context *ctx, int argc, sqlite3_value **argv)
             return;
         }
     }
-    for (int i = 0; ok && i < t->ncol; i++) {
-        if (i == t->id_col)
-            continue;
+    /* SET only the columns that change: SQLite checks the foreign keys of
+     * every column in SET, and an untouched reference may point at a row
+     * that has left this tablet's scope. */
+    struct buf sql = {0};
+    int slot[POL_MAXCOL], n = 0;
+    sql_add(&sql, "UPDATE main.\"%s\" SET ", t->name);
+    for (int i = 0; i < t->ncol; i++) {
         int src = bidx_source(t, i);
-        sqlite3_value *changed = argv[2 + 2 * (src >= 0 ? src : i)];
-        sqlite3_bind_int(st, 2 * i + 1, sqlite3_value_int(changed));
-        if (sqlite3_value_int(changed))
-            ok = bind_column(ctx, c, st, 2 * i + 2, t, i, argv[1], argv[3 + 2 * i],
+        slot[i] = 0;
+        if (i == t->id_col || !sqlite3_value_int(argv[2 + 2 * (src >= 0 ? src : i)]))
+            continue;
+        slot[i] = ++n;
+        sql_add(&sql, "%s\"%s\" = ?%d", n > 1 ? ", " : "", t->cols[i], n);
+    }
+    if (n == 0) {                                 /* nothing changes */
+        buf_free(&sql);
+        sqlite3_result_null(ctx);
+        return;
+    }
+    sql_add(&sql, " WHERE id = ?%d", n + 1);
+    buf_byte(&sql, 0);
+    sqlite3_stmt *st = NULL;
+    c->in_row_write = 1;                          /* the app's statement was authorised */
+    int rc = sql.oom ? SQLITE_NOMEM : sqlite3_prepare_v2(c->db, (const char *)sql.p, -1, &st, NULL);
+    c->in_row_write = 0;
+    buf_free(&sql);
+    if (rc != SQLITE_OK) {
+        sqlite3_result_error(ctx, sqlite3_errmsg(c->db), -1);
+        return;
+    }
+    for (int i = 0; ok && i < t->ncol; i++) {
+        int src = bidx_source(t, i);
+        if (slot[i])
+            ok = bind_column(ctx, c, st, slot[i], t, i, argv[1], argv[3 + 2 * i],
                              src >= 0 ? argv[3 + 2 * src] : NULL) == 0;
     }
-    sqlite3_bind_value(st, 2 * t->ncol + 1, argv[1]);
+    sqlite3_bind_value(st, n + 1, argv[1]);
     finish_write(ctx, c, st, ok);
+    sqlite3_finalize(st);
 }
 
 static void fn_row_delete(sqlite3_context *ctx, int argc, sqlite3_value **argv)
@@ -763,8 +775,8 @@ static void fn_row_delete(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     const struct pol_table *t = view_table(ctx, c, argv[0], &ti);
     if (t == NULL || argc != 2)
         return;
-    sqlite3_bind_value(c->vstmt[ti][2], 1, argv[1]);
-    finish_write(ctx, c, c->vstmt[ti][2], 1);
+    sqlite3_bind_value(c->vstmt[ti][1], 1, argv[1]);
+    finish_write(ctx, c, c->vstmt[ti][1], 1);
 }
 
 static int install_views(struct sync_client *c)

@@ -36,7 +36,7 @@ struct sync_client {
     struct pv_keys    pv;               /* key provider for es_enc / es_dec */
     int64_t           active_key;       /* newest data key id held, 0: none */
     struct { int64_t id; int loaded; uint8_t key[32]; } keycache[8];
-    sqlite3_stmt     *vstmt[32][3];     /* insert/update/delete behind the views */
+    sqlite3_stmt     *vstmt[32][2];     /* insert / delete behind the views */
     int               in_row_write;     /* inside es_row_*(): authorised already */
     char              deny_buf[160];
 };

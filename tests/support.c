@@ -321,12 +321,15 @@ struct sync_client *tablet_open(const char *path)
     return c;
 }
 
-void tablet_secrets(const char *path, uint8_t kx_sk[32], uint8_t sign_sk[64])
+void tablet_ident(const char *path, struct ident *id)
 {
     struct sync_client *c = tablet_open(path);
     ASSERT(c->unlocked);
-    memcpy(kx_sk, c->kx_sk, 32);
-    memcpy(sign_sk, c->sign_sk, 64);
+    memcpy(id->dev, c->device_id, 16);
+    memcpy(id->rx, c->rx, 32);
+    memcpy(id->tx, c->tx, 32);
+    memcpy(id->sign_sk, c->sign_sk, 64);
+    memcpy(id->kx_sk, c->kx_sk, 32);
     sync_client_close(c);
 }
 

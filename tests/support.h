@@ -61,9 +61,15 @@ void srv_exec(const struct srv_proc *p, const char *sql);
 #define TEST_PIN "2468"
 /* Opens an enrolled tablet database and unlocks it with TEST_PIN. */
 struct sync_client *tablet_open(const char *path);
-/* The device's secret keys from its PIN vault (for tests that craft raw
- * requests). */
-void tablet_secrets(const char *path, uint8_t kx_sk[32], uint8_t sign_sk[64]);
+/* A tablet's identity for tests that craft raw requests: device id, the
+ * envelope session keys and the signing key, from its unlocked vault. */
+struct ident {
+    uint8_t dev[16];
+    uint8_t rx[32], tx[32];
+    uint8_t sign_sk[64];
+    uint8_t kx_sk[32];
+};
+void tablet_ident(const char *path, struct ident *id);
 /* Opens dir/<name>.db and enrolls it with role and scope. */
 struct sync_client *tablet_new(const struct srv_proc *p, const char *name, const char *role,
                                const uint8_t scope[16]);

@@ -95,12 +95,6 @@ static const char *const kind_names[NKINDS] = {
     "(f) foreign key out of scope", "server-only table", "positive control"
 };
 
-struct ident {
-    uint8_t dev[16];
-    uint8_t rx[32], tx[32];
-    uint8_t sign_sk[64];
-};
-
 struct role_dev {
     const char         *name;
     unsigned            bit;
@@ -831,39 +825,13 @@ static int benign_update(int ti, const struct rowbuf *cur, struct rowbuf *o, str
 
 /* ---- the tablets' identities and requests ------------------------------ */
 
-static int meta_blob(sqlite3 *db, const char *key, uint8_t *out, size_t n)
-{
-    sqlite3_stmt *st = NULL;
-    int ok = -1;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM sync_meta WHERE key = ?1", -1, &st, NULL)
-        == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB &&
-            (size_t)sqlite3_column_bytes(st, 0) == n) {
-            memcpy(out, sqlite3_column_blob(st, 0), n);
-            ok = 0;
-        }
-    }
-    sqlite3_finalize(st);
-    return ok;
-}
 
-/* Reads dir/<name>.db's identity and derives the session keys. */
+/* dir/<name>.db's identity, from its vault. */
 static void load_ident(const char *name, struct ident *id)
 {
     char path[256];
-    uint8_t kx_pk[32], kx_sk[32], srv_pk[32];
-    sqlite3 *db = NULL;
     snprintf(path, sizeof path, "%s/%s.db", F.dir, name);
-    ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    int bad = meta_blob(db, "device_id", id->dev, 16) || meta_blob(db, "kx_pk", kx_pk, 32) ||
-              meta_blob(db, "server_kx_pk", srv_pk, 32);
-    sqlite3_close(db);
-    ASSERT_EQ(bad, 0);
-    tablet_secrets(path, kx_sk, id->sign_sk);        /* from the PIN vault */
-    ASSERT_EQ(env_device_keys(id->rx, id->tx, kx_pk, kx_sk, srv_pk), SYNC_OK);
-    sodium_memzero(kx_sk, sizeof kx_sk);
+    tablet_ident(path, id);
 }
 
 /* u32 schema_version | u64 device ms | u32 n = 1 | u64 entry | u32 len |

@@ -52,12 +52,6 @@
 
 /* ---- the shared fixture: one server, two tablets ------------------------ */
 
-struct ident {
-    uint8_t dev[16];
-    uint8_t rx[32], tx[32];
-    uint8_t sign_sk[64];
-};
-
 static struct {
     int                 tried, up;
     char                dir[128];
@@ -86,22 +80,12 @@ static int meta_blob(sqlite3 *db, const char *key, uint8_t *out, size_t n)
     return ok;
 }
 
-/* Reads dir/<name>.db's identity and derives the session keys. */
+/* dir/<name>.db's identity, from its vault. */
 static void load_ident(const char *name, struct ident *id)
 {
     char path[256];
-    uint8_t kx_pk[32], kx_sk[32], srv_pk[32];
-    sqlite3 *db = NULL;
     snprintf(path, sizeof path, "%s/%s.db", F.dir, name);
-    ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    int bad = meta_blob(db, "device_id", id->dev, 16) || meta_blob(db, "kx_pk", kx_pk, 32) ||
-              meta_blob(db, "server_kx_pk", srv_pk, 32);
-    sqlite3_close(db);
-    ASSERT_EQ(bad, 0);
-    tablet_secrets(path, kx_sk, id->sign_sk);        /* from the PIN vault */
-    ASSERT_EQ(env_device_keys(id->rx, id->tx, kx_pk, kx_sk, srv_pk), SYNC_OK);
-    sodium_memzero(kx_sk, sizeof kx_sk);
+    tablet_ident(path, id);
 }
 
 static void fixture(void)

@@ -130,12 +130,12 @@ static void add_key_needles(const char *dir, const char *db)
         hex[16] = '\0';                          /* a prefix is enough to find a leak */
         add_needle(hex);
     }
-    uint8_t kx[32], sign[64];
+    struct ident id;
     snprintf(path, sizeof path, "%s/t00.db", dir);
-    tablet_secrets(path, kx, sign);
-    hex_encode(hex, kx, 32);
+    tablet_ident(path, &id);
+    hex_encode(hex, id.kx_sk, 32);
     add_needle(hex);
-    hex_encode(hex, sign, 32);
+    hex_encode(hex, id.sign_sk, 32);
     add_needle(hex);
 }
 

@@ -370,18 +370,37 @@ static void row_scope(struct server *srv, const struct pol_table *t, const struc
     }
 }
 
+/* One row_versions statement: ?1 table, ?2 pk, ?3 township, ?4 hall,
+ * ?5 a new version number (a statement may leave ?3 and ?4 unused). */
+static int version_stmt(struct server *srv, const char *sql, const struct pol_table *t,
+                        const struct cs_value *pk, const uint8_t *twp, int ntwp,
+                        const uint8_t *hall, int nhall)
+{
+    sqlite3_stmt *st = store_stmt(srv, sql);
+    if (st == NULL)
+        return SYNC_EIO;
+    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+    rowval_bind(st, 2, pk);
+    sqlite3_bind_blob(st, 3, twp, ntwp, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, hall, nhall, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, ++srv->vseq);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+    sqlite3_reset(st);
+    return rc;
+}
+
 int store_touch(struct server *srv, const struct pol_table *t, const struct cs_value *pk,
                 const struct cs_value *scope)
 {
     char sql[160];
     uint8_t buf[16], twp[16], hall[16];
-    int ntwp, nhall, exists = 1, fresh = scope != NULL;
+    int ntwp = 0, nhall = 0, exists = 1, fresh = scope != NULL;
     struct cs_value cur;
-    sqlite3_stmt *st;
     if (scope == NULL) {
         snprintf(sql, sizeof sql, "SELECT \"%s\" FROM \"%s\" WHERE id = ?1",
                  t->cols[t->scope_col], t->name);
-        if ((st = store_stmt(srv, sql)) == NULL)
+        sqlite3_stmt *st = store_stmt(srv, sql);
+        if (st == NULL)
             return SYNC_EIO;
         rowval_bind(st, 1, pk);
         exists = sqlite3_step(st) == SQLITE_ROW;
@@ -397,45 +416,17 @@ int store_touch(struct server *srv, const struct pol_table *t, const struct cs_v
         sqlite3_reset(st);
         scope = &cur;
     }
-    if (!exists) {
-        st = store_stmt(srv, "UPDATE row_versions SET deleted = 1, vseq = ?3 "
-                             "WHERE tbl = ?1 AND pk = ?2 AND deleted = 0");
-        if (st == NULL)
-            return SYNC_EIO;
-        sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
-        rowval_bind(st, 2, pk);
-        sqlite3_bind_int64(st, 3, ++srv->vseq);
-        int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
-        sqlite3_reset(st);
-        return rc;
-    }
+    if (!exists)                      /* gone: a tombstone in every scope */
+        return version_stmt(srv, "UPDATE row_versions SET deleted = 1, vseq = ?5 "
+                                 "WHERE tbl = ?1 AND pk = ?2 AND deleted = 0",
+                            t, pk, twp, 0, hall, 0);
     row_scope(srv, t, scope, twp, &ntwp, hall, &nhall);
-    if (!fresh) {
-        st = store_stmt(srv, "UPDATE row_versions SET deleted = 1, vseq = ?5 WHERE tbl = ?1 "
-                             "AND pk = ?2 AND deleted = 0 AND NOT (township_id = ?3 AND hall_id = ?4)");
-        if (st == NULL)
-            return SYNC_EIO;
-        sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
-        rowval_bind(st, 2, pk);
-        sqlite3_bind_blob(st, 3, twp, ntwp, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 4, hall, nhall, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, ++srv->vseq);
-        int ok = sqlite3_step(st) == SQLITE_DONE;
-        sqlite3_reset(st);
-        if (!ok)
-            return SYNC_EIO;
-    }
-    st = store_stmt(srv, "INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, deleted) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT (tbl, pk, township_id, hall_id) "
-                         "DO UPDATE SET vseq = excluded.vseq, deleted = 0");
-    if (st == NULL)
+    if (!fresh && version_stmt(srv, "UPDATE row_versions SET deleted = 1, vseq = ?5 WHERE tbl = ?1 "
+                               "AND pk = ?2 AND deleted = 0 AND NOT (township_id = ?3 AND "
+                               "hall_id = ?4)", t, pk, twp, ntwp, hall, nhall) != SYNC_OK)
         return SYNC_EIO;
-    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
-    rowval_bind(st, 2, pk);
-    sqlite3_bind_blob(st, 3, twp, ntwp, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 4, hall, nhall, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, ++srv->vseq);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
-    sqlite3_reset(st);
-    return rc;
+    return version_stmt(srv, "INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, "
+                        "deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT (tbl, pk, "
+                        "township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0",
+                        t, pk, twp, ntwp, hall, nhall);
 }

@@ -138,11 +138,11 @@ static int read_port(int fd)
     return -1;
 }
 
-static int spawn(struct srv_proc *p, int port)
+/* Runs argv (found on PATH) with standard output into a pipe (*out, the
+ * read end) and standard error appended to the server log. */
+static pid_t run_child(const struct srv_proc *p, char *const argv[], int *out)
 {
     int fds[2];
-    char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     ASSERT_EQ(pipe(fds), 0);
     pid_t pid = fork();
     ASSERT(pid >= 0);
@@ -152,6 +152,21 @@ static int spawn(struct srv_proc *p, int port)
         if (log)
             dup2(fileno(log), 2);
         close(fds[0]);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    *out = fds[0];
+    return pid;
+}
+
+static int spawn(struct srv_proc *p, int port)
+{
+    int fd;
+    char listen[64];
+    pid_t pid;
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    {
         char *args[16];
         int k = 0;
         if (getenv("ES_VALGRIND")) {     /* make valgrind: the server too */
@@ -171,12 +186,10 @@ static int spawn(struct srv_proc *p, int port)
         args[k++] = "--listen";
         args[k++] = listen;
         args[k] = NULL;
-        execvp(args[0], args);
-        _exit(127);
+        pid = run_child(p, args, &fd);
     }
-    close(fds[1]);
-    int got = read_port(fds[0]);
-    close(fds[0]);
+    int got = read_port(fd);
+    close(fd);
     if (got <= 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -246,26 +259,14 @@ void srv_kill(struct srv_proc *p) { reap(p, SIGKILL); }
 /* Runs the server binary with args; out gets its standard output. */
 static int run_cmd(const struct srv_proc *p, char *const argv[], char *out, size_t n)
 {
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        FILE *log = fopen(p->log, "a");
-        if (log)
-            dup2(fileno(log), 2);
-        close(fds[0]);
-        execv(SERVER_BIN, argv);
-        _exit(127);
-    }
-    close(fds[1]);
+    int fd;
+    pid_t pid = run_child(p, argv, &fd);
     size_t got = 0;
     ssize_t r;
-    while (got < n - 1 && (r = read(fds[0], out + got, n - 1 - got)) > 0)
+    while (got < n - 1 && (r = read(fd, out + got, n - 1 - got)) > 0)
         got += (size_t)r;
     out[got] = '\0';
-    close(fds[0]);
+    close(fd);
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -43,8 +43,6 @@
 
 #define TIMEOUT_MS 1000           /* request_timeout_ms of the test servers */
 
-static char g_bin[512];
-
 /* ---- helpers ------------------------------------------------------------ */
 
 static int64_t mono_ms(void)
@@ -61,87 +59,16 @@ static void sleep_ms(int ms)
         ;
 }
 
-/* Build dir: $ES_BUILD_DIR, else dirname(dirname(argv0)). */
-static void find_server(const char *argv0)
-{
-    char dir[400];
-    const char *env = getenv("ES_BUILD_DIR");
-    if (env && *env) {
-        snprintf(dir, sizeof dir, "%s", env);
-    } else {
-        snprintf(dir, sizeof dir, "%s", argv0 ? argv0 : "");
-        char *slash = strrchr(dir, '/');
-        if (slash == NULL) {
-            snprintf(dir, sizeof dir, "..");
-        } else {
-            *slash = '\0';                             /* .../tests */
-            slash = strrchr(dir, '/');
-            if (slash == NULL)
-                snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/..");
-            else if (slash == dir)
-                dir[1] = '\0';
-            else
-                *slash = '\0';
-        }
-    }
-    snprintf(g_bin, sizeof g_bin, "%s/sync-server", dir);
-}
-
-/* Starts the server on a seeded county with the given config (JSON text,
- * written to dir/server.json); fills p as srv_start does, so support's
- * srv_stop and tablet_new work on it. */
+/* Starts the server on a seeded county with the given config (JSON text);
+ * support's srv_stop and tablet_new work on it. */
 static void start_with_config(struct srv_proc *p, const char *name, struct county *c,
                               const char *json)
 {
-    char cfgpath[256], line[512];
-    memset(p, 0, sizeof *p);
-    test_dir(p->dir, sizeof p->dir, name);
-    snprintf(p->db, sizeof p->db, "%s/server.db", p->dir);
-    snprintf(p->log, sizeof p->log, "%s/server.log", p->dir);
-    snprintf(cfgpath, sizeof cfgpath, "%s/server.json", p->dir);
-    county_seed(p->db, c);
-    FILE *f = fopen(cfgpath, "w");
-    ASSERT_NOT_NULL(f);
-    fputs(json, f);
-    fclose(f);
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        FILE *log = fopen(p->log, "a");
-        if (log)
-            dup2(fileno(log), 2);
-        close(fds[0]);
-        execl(g_bin, g_bin, "--config", cfgpath, "--db", p->db, "--listen", "127.0.0.1:0",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    int port = -1;
-    struct pollfd pf = { fds[0], POLLIN, 0 };
-    while (port < 0 && n < sizeof line - 1 && poll(&pf, 1, 15000) > 0) {
-        ssize_t r = read(fds[0], line + n, sizeof line - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        line[n] = '\0';
-        char *at = strstr(line, "127.0.0.1:");
-        if (at && strchr(at, ' '))
-            port = atoi(at + 10);
-    }
-    close(fds[0]);
-    if (port <= 0) {
-        fprintf(stderr, "  %s did not start; see %s\n", g_bin, p->log);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        ASSERT(0);
-    }
-    p->pid = pid;
-    p->port = port;
-    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", port);
+    char dir[128], db[192];
+    test_dir(dir, sizeof dir, name);
+    snprintf(db, sizeof db, "%s/server.db", dir);
+    county_seed(db, c);
+    srv_start_config(p, dir, db, json);
 }
 
 static int tcp_connect(int port)
@@ -609,17 +536,11 @@ static const struct test_case tests[] = {
     { NULL, NULL }
 };
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
     signal(SIGPIPE, SIG_IGN);
     if (sodium_init() < 0)
         return 1;
-    find_server(argv[0]);
-    if (access(g_bin, X_OK) != 0) {
-        fprintf(stderr, "test_hardening: no server at %s (set ES_BUILD_DIR)\n", g_bin);
-        return 1;
-    }
     int rc = test_run_all("test_hardening", tests);
     if (g_lim.pid > 0)
         srv_stop(&g_lim);

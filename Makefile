@@ -25,9 +25,11 @@ ifeq ($(WERROR),1)
 CFLAGS  += -Werror
 endif
 
-# Debian packages: building, then the extras the tests use.
+# Debian packages: building, then the extras the tests use (chromium and a
+# CJK font for the dashboard's browser test; node and npm: .ci/node.sh).
 BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev
-TEST_PKGS  = sqlite3 valgrind
+TEST_PKGS  = sqlite3 valgrind chromium fonts-noto-cjk
+BROWSER    = tests/browser
 
 SDK_SRC    = $(wildcard client-sdk/src/*.c)
 SDK_OBJ    = $(SDK_SRC:client-sdk/src/%.c=$(B)/sdk/%.o) $(B)/sdk/schema_gen.o
@@ -77,11 +79,17 @@ $(B)/tests/%: tests/%.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/lib
 $(B)/bench: tests/bench.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
 
-build/.deps-ok:
+build/.deps-ok: Makefile
 	@sh .ci/deps.sh $(BUILD_PKGS) $(TEST_PKGS)
+	@sh .ci/node.sh
 	@mkdir -p build && touch $@
 
-test: build/.deps-ok
+# playwright-core for the browser test, exactly as locked (no browser
+# download: the test drives Debian's /usr/bin/chromium).
+$(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package.json $(BROWSER)/package-lock.json
+	cd $(BROWSER) && npm ci --prefer-offline --no-audit --no-fund
+
+test: build/.deps-ok $(BROWSER)/node_modules/.package-lock.json
 	$(MAKE) all
 	sh tests/run.sh $(B)
 

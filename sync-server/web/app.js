@@ -1070,7 +1070,6 @@ async function viewReport(p) {
   const month = p.month || undefined;
   const r = await api('/api/report' + qs({ month, year: month ? month.slice(0, 4) : undefined, township: tw }));
   const M = r.month, Y = r.year;
-  const mLabel = r.month_label || p.month || r.period_month || '';
   const rows = [
     ['meals', 'r_meals', t('times')], ['subsidy_fen', 'r_subsidy_fen', t('yuan')], ['retrofits_completed', 'r_retrofits_completed', t('households')],
     ['retrofit_target', 'r_retrofit_target', t('households')], ['_progress', 'r_progress', '%'], ['seniors_visited', 'r_seniors_visited', t('people')],
@@ -1080,12 +1079,16 @@ async function viewReport(p) {
     const v = obj[k];
     return h('td', { class: 'num', 'data-testid': 'report-' + which + '-' + k, 'data-value': v }, isMoneyKey(k) ? yuan(v).replace('¥', '') : num(v));
   };
-  const scopeName = tw ? townshipName(tw) : (state.scopes && state.scopes.county) || '';
-  const monthStr = (M && M.month) || r.month_id || p.month || '';
-  const yearStr = (Y && Y.year) || (monthStr ? monthStr.slice(0, 4) : new Date().getFullYear());
+  const scopeName = tw ? townshipName(tw) : (state.scopes && state.scopes.county) || t('all_townships');
+  /* The period: asked for, or as the server reports it, or this month in
+   * China's time (UTC+8) when the server does not say. */
+  const period = r.period || {};
+  const monthStr = p.month || period.month || (typeof M.month === 'string' ? M.month : '') ||
+    new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 7);
+  const yearStr = String(period.year || (Y && typeof Y.year !== 'object' && Y.year) || monthStr.slice(0, 4));
   const doc = h('div', { class: 'report', 'data-testid': 'report' },
     h('h1', null, t('report_title', { scope: scopeName })),
-    h('div', { class: 'rsub' }, t('report_sub', { month: monthLabel(monthStr) || mLabel, year: yearStr })),
+    h('div', { class: 'rsub' }, t('report_sub', { month: monthLabel(monthStr), year: yearStr })),
     h('table', null, h('thead', null, h('tr', null, h('th', null, t('item')), h('th', null, lang === 'zh' ? '单位' : 'Unit'), h('th', null, t('month_col')), h('th', null, t('year_col')))),
       h('tbody', null, rows.map(([k, label, unit]) => h('tr', null, h('td', { class: 'item' }, t(label)), h('td', null, unit), cell(M, k, 'month'), cell(Y, k, 'year'))))),
     h('div', { class: 'notes' }, t('report_notes')),

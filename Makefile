@@ -12,7 +12,7 @@ CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral \
            -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 CPPFLAGS += -Iclient-sdk/include -Iclient-sdk/src -Isync-server
-LDLIBS  = -lcivetweb -lsqlite3 -lsodium -lcjson -lpthread -lm
+LDLIBS  = -lcivetweb -lsqlite3 -lsodium -lcjson -lqrencode -lpthread -lm
 
 ifeq ($(SAN),1)
 B       = build/san
@@ -26,13 +26,16 @@ CFLAGS  += -Werror
 endif
 
 # Debian packages: building, then the extras the tests use.
-BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev
+BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev \
+             libqrencode-dev
 TEST_PKGS  = sqlite3 valgrind
 
 SDK_SRC    = $(wildcard client-sdk/src/*.c)
 SDK_OBJ    = $(SDK_SRC:client-sdk/src/%.c=$(B)/sdk/%.o) $(B)/sdk/schema_gen.o
 SERVER_SRC = $(filter-out sync-server/main.c,$(wildcard sync-server/*.c))
-SERVER_OBJ = $(SERVER_SRC:sync-server/%.c=$(B)/server/%.o)
+SERVER_OBJ = $(SERVER_SRC:sync-server/%.c=$(B)/server/%.o) $(B)/server/web_gen.o
+WEB_FILES  = $(sort $(wildcard sync-server/web/*.html sync-server/web/*.css sync-server/web/*.js \
+                               sync-server/web/*.svg sync-server/web/*.png))
 TESTS      = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 MIGRATIONS = $(sort $(wildcard schema/migrations/[0-9]*.sql))
 
@@ -51,6 +54,12 @@ $(B)/sdk/%.o: client-sdk/src/%.c client-sdk/src/*.h client-sdk/include/eldersync
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(B)/sdk/schema_gen.o: $(B)/sdk/schema_gen.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+# The dashboard's page and assets, compiled into the server.
+$(B)/server/web_gen.c: sync-server/web/embed.sh $(WEB_FILES)
+	@mkdir -p $(@D)
+	sh sync-server/web/embed.sh $(WEB_FILES) > $@
+$(B)/server/web_gen.o: $(B)/server/web_gen.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(B)/server/%.o: sync-server/%.c sync-server/*.h client-sdk/src/*.h
 	@mkdir -p $(@D)

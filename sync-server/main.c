@@ -6,6 +6,7 @@
  *   sync-server --config FILE scopes                                     township / hall ids
  *   sync-server --config FILE devices | revoke DEVICE_ID | audit-verify
  *   sync-server --config FILE exec "SQL"                                 a county-side change
+ *   sync-server --config FILE add-user --name N --role R [--scope T]     a dashboard account
  */
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "audit.h"
 #include "auth.h"
+#include "dash.h"
 #include "demo.h"
 #include "eldersync.h"
 #include "http.h"
@@ -41,7 +43,11 @@ static int usage(void)
         "  revoke DEVICE_ID                      refuse the device from its next request on\n"
         "  audit-verify                          check the audit log's hash chain\n"
         "  rotate-key                            start a new data key (tablets get it at next sync)\n"
-        "  exec \"SQL\"                            apply a county-side change (synced to tablets)\n");
+        "  exec \"SQL\"                            apply a county-side change (synced to tablets)\n"
+        "  add-user --name NAME --role ROLE [--scope TOWNSHIP_ID]\n"
+        "                                        a dashboard account; the password is read\n"
+        "                                        from stdin.  ROLE: county_admin |\n"
+        "                                        county_supervisor | township_supervisor\n");
     return 2;
 }
 
@@ -204,7 +210,7 @@ static int cmd_revoke(struct server *srv, const char *id)
 {
     struct outcome o;
     outcome_init(&o);
-    if (auth_revoke(srv, id, &o) != SYNC_OK) {
+    if (auth_revoke(srv, id, "admin", &o) != SYNC_OK) {
         fprintf(stderr, "sync-server: revoke: %s\n", o.detail);
         return 1;
     }
@@ -220,6 +226,39 @@ static int cmd_rotate_key(struct server *srv)
         return 1;
     }
     printf("data key %lld is now active\n", (long long)id);
+    return 0;
+}
+
+/* The password is the first line of stdin (a terminal shows what is typed:
+ * pipe it in, e.g. from a password manager). */
+static int cmd_add_user(struct server *srv, int argc, char **argv)
+{
+    const char *name = NULL, *role = NULL, *scope = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+            name = argv[++i];
+        else if (strcmp(argv[i], "--role") == 0 && i + 1 < argc)
+            role = argv[++i];
+        else if (strcmp(argv[i], "--scope") == 0 && i + 1 < argc)
+            scope = argv[++i];
+        else
+            return usage();
+    }
+    if (name == NULL || role == NULL)
+        return usage();
+    char pw[320], err[256];
+    if (fgets(pw, sizeof pw, stdin) == NULL) {
+        fprintf(stderr, "sync-server: add-user: give the password on stdin\n");
+        return 1;
+    }
+    pw[strcspn(pw, "\r\n")] = '\0';
+    int rc = dash_add_user(srv, name, role, scope, pw, err, sizeof err);
+    sodium_memzero(pw, sizeof pw);
+    if (rc != SYNC_OK) {
+        fprintf(stderr, "sync-server: add-user: %s\n", err);
+        return 1;
+    }
+    printf("added %s (%s)\n", name, role);
     return 0;
 }
 
@@ -274,7 +313,7 @@ int main(int argc, char **argv)
     config_finish(&srv.cfg);
     log_set_level(srv.cfg.log_level);
     static const char *const cmds[] = { "enroll-code", "demo-init", "scopes", "exec", "devices",
-                                        "revoke", "audit-verify", "rotate-key", NULL };
+                                        "revoke", "audit-verify", "rotate-key", "add-user", NULL };
     int known = cmd == NULL;
     for (int k = 0; cmd && cmds[k]; k++)
         known |= strcmp(cmd, cmds[k]) == 0;
@@ -302,6 +341,8 @@ int main(int argc, char **argv)
         rc = cmd_audit_verify(&srv);
     else if (strcmp(cmd, "rotate-key") == 0)
         rc = cmd_rotate_key(&srv);
+    else if (strcmp(cmd, "add-user") == 0)
+        rc = cmd_add_user(&srv, cargc, cargv);
     else
         rc = cargc == 1 ? cmd_exec(&srv, cargv[0]) : usage();
     store_close(&srv);

@@ -107,19 +107,25 @@ valgrind: build/.deps-ok
 	sh tests/run.sh $(B) valgrind $(VALGRIND_TESTS)
 
 DEMO_DB ?= var/demo.db
+DEMO_URL = http://127.0.0.1:8080
+# A fresh demo county every time (its history ends yesterday); then, while
+# the server runs, simulated tablets sync today's work through the protocol.
 run: deps
 	$(MAKE) all
-	@mkdir -p var
-	@test -f $(DEMO_DB) || $(B)/sync-server --config config/demo.json demo-init --db $(DEMO_DB)
+	@mkdir -p var/tablets
+	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm $(DEMO_DB).key
+	@$(B)/sync-server --config config/demo.json demo-init --db $(DEMO_DB)
 	@echo
-	@echo "Next, in another terminal (ids from the list above, or: $(B)/sync-server --config config/demo.json scopes):"
+	@echo "Dashboard: $(DEMO_URL)/  (log in with an account above; today's work arrives in ~20 s)"
+	@echo "A tablet of your own, in another terminal (ids from the list above):"
 	@echo "  CODE=\$$($(B)/sync-server --config config/demo.json enroll-code --role hall --scope HALL_ID)"
-	@echo "  $(B)/eldersync --db /tmp/hall.db enroll --server http://127.0.0.1:8080 --code \$$CODE"
+	@echo "  $(B)/eldersync --db /tmp/hall.db enroll --server $(DEMO_URL) --code \$$CODE"
 	@echo "  $(B)/eldersync --db /tmp/hall.db sync"
-	@echo "  $(B)/eldersync --db /tmp/hall.db query \"SELECT hex(id), name FROM seniors LIMIT 5\""
-	@echo "Health: curl http://127.0.0.1:8080/v1/health    Stop: Ctrl-C"
+	@echo "Health: curl $(DEMO_URL)/v1/health    Stop: Ctrl-C"
 	@echo
-	$(B)/sync-server --config config/demo.json --db $(DEMO_DB)
+	@( $(B)/sync-server --config config/demo.json --db $(DEMO_DB) demo-day --url $(DEMO_URL) \
+	    --dir var/tablets & ) ; \
+	exec $(B)/sync-server --config config/demo.json --db $(DEMO_DB)
 
 clean:
 	rm -rf build

@@ -12,7 +12,7 @@ CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral \
            -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 CPPFLAGS += -Iclient-sdk/include -Iclient-sdk/src -Isync-server
-LDLIBS  = -lcivetweb -lsqlite3 -lsodium -lcjson -lpthread -lm
+LDLIBS  = -lcivetweb -lsqlite3 -lsodium -lcjson -lqrencode -lpthread -lm
 
 ifeq ($(SAN),1)
 B       = build/san
@@ -27,14 +27,17 @@ endif
 
 # Debian packages: building, then the extras the tests use (chromium and a
 # CJK font for the dashboard's browser test; node and npm: .ci/node.sh).
-BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev
+BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev \
+             libqrencode-dev
 TEST_PKGS  = sqlite3 valgrind chromium fonts-noto-cjk
 BROWSER    = tests/browser
 
 SDK_SRC    = $(wildcard client-sdk/src/*.c)
 SDK_OBJ    = $(SDK_SRC:client-sdk/src/%.c=$(B)/sdk/%.o) $(B)/sdk/schema_gen.o
 SERVER_SRC = $(filter-out sync-server/main.c,$(wildcard sync-server/*.c))
-SERVER_OBJ = $(SERVER_SRC:sync-server/%.c=$(B)/server/%.o)
+SERVER_OBJ = $(SERVER_SRC:sync-server/%.c=$(B)/server/%.o) $(B)/server/web_gen.o
+WEB_FILES  = $(sort $(wildcard sync-server/web/*.html sync-server/web/*.css sync-server/web/*.js \
+                               sync-server/web/*.svg sync-server/web/*.png))
 TESTS      = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 MIGRATIONS = $(sort $(wildcard schema/migrations/[0-9]*.sql))
 
@@ -53,6 +56,12 @@ $(B)/sdk/%.o: client-sdk/src/%.c client-sdk/src/*.h client-sdk/include/eldersync
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(B)/sdk/schema_gen.o: $(B)/sdk/schema_gen.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+# The dashboard's page and assets, compiled into the server.
+$(B)/server/web_gen.c: sync-server/web/embed.sh $(WEB_FILES)
+	@mkdir -p $(@D)
+	sh sync-server/web/embed.sh $(WEB_FILES) > $@
+$(B)/server/web_gen.o: $(B)/server/web_gen.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(B)/server/%.o: sync-server/%.c sync-server/*.h client-sdk/src/*.h
 	@mkdir -p $(@D)
@@ -106,19 +115,25 @@ valgrind: build/.deps-ok
 	sh tests/run.sh $(B) valgrind $(VALGRIND_TESTS)
 
 DEMO_DB ?= var/demo.db
+DEMO_URL = http://127.0.0.1:8080
+# A fresh demo county every time (its history ends yesterday); then, while
+# the server runs, simulated tablets sync today's work through the protocol.
 run: deps
 	$(MAKE) all
-	@mkdir -p var
-	@test -f $(DEMO_DB) || $(B)/sync-server --config config/demo.json demo-init --db $(DEMO_DB)
+	@mkdir -p var/tablets
+	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm $(DEMO_DB).key
+	@$(B)/sync-server --config config/demo.json demo-init --db $(DEMO_DB)
 	@echo
-	@echo "Next, in another terminal (ids from the list above, or: $(B)/sync-server --config config/demo.json scopes):"
+	@echo "Dashboard: $(DEMO_URL)/  (log in with an account above; today's work arrives in ~20 s)"
+	@echo "A tablet of your own, in another terminal (ids from the list above):"
 	@echo "  CODE=\$$($(B)/sync-server --config config/demo.json enroll-code --role hall --scope HALL_ID)"
-	@echo "  $(B)/eldersync --db /tmp/hall.db enroll --server http://127.0.0.1:8080 --code \$$CODE"
+	@echo "  $(B)/eldersync --db /tmp/hall.db enroll --server $(DEMO_URL) --code \$$CODE"
 	@echo "  $(B)/eldersync --db /tmp/hall.db sync"
-	@echo "  $(B)/eldersync --db /tmp/hall.db query \"SELECT hex(id), name FROM seniors LIMIT 5\""
-	@echo "Health: curl http://127.0.0.1:8080/v1/health    Stop: Ctrl-C"
+	@echo "Health: curl $(DEMO_URL)/v1/health    Stop: Ctrl-C"
 	@echo
-	$(B)/sync-server --config config/demo.json --db $(DEMO_DB)
+	@( $(B)/sync-server --config config/demo.json --db $(DEMO_DB) demo-day --url $(DEMO_URL) \
+	    --dir var/tablets & ) ; \
+	exec $(B)/sync-server --config config/demo.json --db $(DEMO_DB)
 
 clean:
 	rm -rf build

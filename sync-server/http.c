@@ -34,6 +34,7 @@
 #include <cjson/cJSON.h>
 
 #include "auth.h"
+#include "dash.h"
 #include "eldersync.h"
 #include "envelope.h"
 #include "log.h"
@@ -93,6 +94,7 @@ struct http_state {
     struct server   *srv;
     struct ratelimit dev, ip;
     struct watchdog  wd;
+    struct dash     *dash;       /* the supervisors' dashboard (dash.h) */
 };
 
 static int64_t mono_ms(void)
@@ -279,8 +281,8 @@ static int conn_fd(struct watchdog *wd, const struct mg_request_info *ri)
     return -1;
 }
 
-static void send_reply(struct mg_connection *conn, int status, const char *type,
-                       const void *body, size_t len, const char *extra)
+void http_reply(struct mg_connection *conn, int status, const char *type,
+                const void *body, size_t len, const char *extra)
 {
     /* A refusal sent before the body was read must end the connection,
      * or CivetWeb would wait for (or drain) the unread body. */
@@ -305,7 +307,7 @@ static int send_outcome(struct mg_connection *conn, const struct outcome *o, con
         cJSON_AddNumberToObject(j, "expected_seq", (double)o->expected_seq);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    send_reply(conn, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, extra);
+    http_reply(conn, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, extra);
     cJSON_free(s);
     return status;
 }
@@ -317,6 +319,19 @@ static int fail(struct mg_connection *conn, int status, const char *error, const
     outcome_init(&o);
     outcome_set(&o, status, error, "%s", detail);
     return send_outcome(conn, &o, extra);
+}
+
+int http_error(struct mg_connection *conn, int status, const char *error, const char *detail,
+               const char *extra)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "error", error);
+    cJSON_AddStringToObject(j, "detail", detail);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    http_reply(conn, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, extra);
+    cJSON_free(s);
+    return status;
 }
 
 /* ---- rate limits --------------------------------------------------------- */
@@ -375,9 +390,10 @@ static int begin_request(struct mg_connection *conn)
 
 /* ---- bodies -------------------------------------------------------------- */
 
-/* Reads the whole body, within the configured cap and request_timeout_ms.
+/* Reads the whole body, within cap bytes and request_timeout_ms.
  * On refusal the reply is already sent and NULL is returned. */
-static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, size_t *len)
+static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, size_t cap,
+                          size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const struct config *cfg = &st->srv->cfg;
@@ -393,12 +409,12 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
     if (te || ri->content_length < 0) {
         static const char msg[] =
             "{\"error\":\"length_required\",\"detail\":\"send the body with a Content-Length\"}";
-        send_reply(conn, 411, "application/json", msg, sizeof msg - 1, "Connection: close\r\n");
+        http_reply(conn, 411, "application/json", msg, sizeof msg - 1, "Connection: close\r\n");
         return NULL;
     }
-    if ((uint64_t)ri->content_length > cfg->max_body_bytes) {
+    if ((uint64_t)ri->content_length > cap) {
         char d[96];
-        snprintf(d, sizeof d, "the body may be at most %zu bytes", cfg->max_body_bytes);
+        snprintf(d, sizeof d, "the body may be at most %zu bytes", cap);
         fail(conn, SYNC_ETOOBIG, "too_large", d, "Connection: close\r\n");
         return NULL;
     }
@@ -436,6 +452,11 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
     return p;
 }
 
+uint8_t *http_body(struct mg_connection *conn, size_t cap, size_t *len)
+{
+    return read_body(conn, mg_get_user_context_data(conn), cap, len);
+}
+
 /* ---- handlers ------------------------------------------------------------ */
 
 static int method_is(struct mg_connection *conn, const char *m)
@@ -451,7 +472,7 @@ static int handle_health(struct mg_connection *conn, void *cb)
     char body[128];
     snprintf(body, sizeof body, "{\"status\":\"ok\",\"schema_version\":%d,\"time_ms\":%lld}",
              schema_version(), (long long)now_ms());
-    send_reply(conn, 200, "application/json", body, strlen(body), NULL);
+    http_reply(conn, 200, "application/json", body, strlen(body), NULL);
     return 200;
 }
 
@@ -463,7 +484,7 @@ static int handle_enroll(struct mg_connection *conn, void *cb)
     outcome_init(&o);
     if (!method_is(conn, "POST"))
         return fail(conn, SYNC_EINVAL, "method", "use POST", "Allow: POST\r\n");
-    uint8_t *body = read_body(conn, st, &len);
+    uint8_t *body = read_body(conn, st, st->srv->cfg.max_body_bytes, &len);
     if (body == NULL)
         return 400;
     char *reply = NULL;
@@ -471,7 +492,7 @@ static int handle_enroll(struct mg_connection *conn, void *cb)
     free(body);
     if (rc != SYNC_OK)
         return send_outcome(conn, &o, NULL);
-    send_reply(conn, 200, "application/json", reply, strlen(reply), NULL);
+    http_reply(conn, 200, "application/json", reply, strlen(reply), NULL);
     cJSON_free(reply);
     return 200;
 }
@@ -491,7 +512,7 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     outcome_init(&o);
     if (!method_is(conn, "POST"))
         return fail(conn, SYNC_EINVAL, "method", "use POST", "Allow: POST\r\n");
-    uint8_t *body = read_body(conn, st, &len);
+    uint8_t *body = read_body(conn, st, st->srv->cfg.max_body_bytes, &len);
     if (body == NULL)
         return 400;
     int rc;
@@ -525,7 +546,7 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     }
     int status;
     if (rc == SYNC_OK) {
-        send_reply(conn, 200, "application/octet-stream", sealed, sealedlen, NULL);
+        http_reply(conn, 200, "application/octet-stream", sealed, sealedlen, NULL);
         status = 200;
     } else if (rc == HTTP_RATE_LIMITED) {
         status = refuse_limited(conn, "device", retry, 0);
@@ -551,12 +572,6 @@ static int handle_pull(struct mg_connection *conn, void *cb)
     return handle_envelope(conn, cb, ENV_PULL);
 }
 
-static int handle_other(struct mg_connection *conn, void *cb)
-{
-    (void)cb;
-    return fail(conn, SYNC_ENOTFOUND, "not_found", "no such endpoint", NULL);
-}
-
 static int log_message(const struct mg_connection *conn, const char *message)
 {
     (void)conn;
@@ -569,6 +584,7 @@ static void state_free(struct http_state *st)
     if (st == NULL)
         return;
     watchdog_stop(&st->wd);
+    dash_free(st->dash);
     ratelimit_free(&st->dev);
     ratelimit_free(&st->ip);
     free(st);
@@ -601,7 +617,8 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
     st->srv = srv;
     int bad = ratelimit_init(&st->dev, cfg->device_rate_per_s, cfg->device_burst) != 0;
     bad |= ratelimit_init(&st->ip, cfg->ip_rate_per_s, cfg->ip_burst) != 0;
-    if (bad || watchdog_start(&st->wd, cfg->num_threads) != 0) {
+    if (bad || watchdog_start(&st->wd, cfg->num_threads) != 0 ||
+        (st->dash = dash_new(srv)) == NULL) {
         state_free(st);
         snprintf(err, errlen, "cannot set up the HTTP limits (out of memory?)");
         return SYNC_ENOMEM;
@@ -622,7 +639,7 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
     mg_set_request_handler(srv->mg, "/v1/enroll$", handle_enroll, st);
     mg_set_request_handler(srv->mg, "/v1/push$", handle_push, st);
     mg_set_request_handler(srv->mg, "/v1/pull$", handle_pull, st);
-    mg_set_request_handler(srv->mg, "/", handle_other, st);
+    dash_routes(st->dash, srv->mg);          /* "/": the page, and 404 for the rest */
     struct mg_server_port ports[4];
     int n = mg_get_server_ports(srv->mg, 4, ports);
     *port = n > 0 ? ports[0].port : 0;

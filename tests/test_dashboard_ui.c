@@ -41,7 +41,6 @@
 #define NODE_MODULES "tests/browser/node_modules/playwright-core"
 #define SHOTS    "build/screenshots"
 
-static char server_bin[512];
 static struct county cty;
 static struct srv_proc srv;
 static char dir[128];
@@ -147,21 +146,6 @@ static int run(char *const argv[], const char *input, const char *log)
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static void add_user(const char *name, const char *role, const uint8_t *scope, const char *password)
-{
-    char log[256], sc[33], line[300];
-    snprintf(log, sizeof log, "%s/add-user.log", dir);
-    snprintf(line, sizeof line, "%s\n", password);
-    char *argv[12] = { server_bin, "--db", srv.db, "add-user", "--name", (char *)name, "--role",
-                       (char *)role, NULL };
-    if (scope) {
-        argv[8] = "--scope";
-        argv[9] = (char *)hex(scope, sc);
-        argv[10] = NULL;
-    }
-    ASSERT_EQ(run(argv, line, log), 0);
 }
 
 static void tail_file(const char *path, int lines)
@@ -409,8 +393,8 @@ static void test_county_day(void)
 
 static void test_users(void)
 {
-    add_user("admin", "county_admin", NULL, "correct horse battery");
-    add_user("lq_sup", "township_supervisor", cty.twp[1], "longquan-2026");
+    ASSERT_EQ(srv_add_user(&srv, "admin", "county_admin", NULL, "correct horse battery"), 0);
+    ASSERT_EQ(srv_add_user(&srv, "lq_sup", "township_supervisor", cty.twp[1], "longquan-2026"), 0);
 }
 
 /* ---- expected figures, straight from the database ------------------------ */
@@ -691,20 +675,8 @@ static void test_stop(void)
     srv_stop(&srv);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    /* build/<B>/tests/test_dashboard_ui -> build/<B>/sync-server */
-    snprintf(server_bin, sizeof server_bin, "%s", argv[0]);
-    char *slash = strrchr(server_bin, '/');
-    if (slash)
-        *slash = '\0';
-    slash = strrchr(server_bin, '/');
-    if (slash)
-        snprintf(slash, sizeof server_bin - (size_t)(slash - server_bin), "/sync-server");
-    else
-        snprintf(server_bin, sizeof server_bin, "build/release/sync-server");
-
     if (!tool_present("node") || access(CHROMIUM, X_OK) != 0) {
         printf("SKIP test_dashboard_ui: %s is not installed (make test installs chromium and node)\n",
                tool_present("node") ? CHROMIUM : "node");

@@ -261,7 +261,8 @@ async function adminSession(page, ctx) {
 async function supervisorSession(page) {
   const T = E.township, S = E.supervisor, other = E.other_township_id;
   await login(page, S.name, S.password);
-  await page.waitForSelector('[data-testid=view][data-ready="1"] [data-testid=view-overview]', { timeout: TIMEOUT });
+  await page.waitForSelector('[data-testid=view][data-ready="1"]', { timeout: TIMEOUT });   /* the page last shown */
+  await open(page, '#/overview', 'view-overview');
   eq('who: township_supervisor', await page.getAttribute('[data-testid=who]', 'data-role'), 'township_supervisor');
   for (const k of FIGS) eq('township overview ' + k, await value(page, `[data-testid=kpi-${k}]`), T.figures[k]);
   eq('township filter fixed to own township', await page.$eval('[data-testid=township]', (s) => [s.disabled, s.value, s.options.length].join()), `true,${S.township_id},1`);

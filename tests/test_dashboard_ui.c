@@ -497,6 +497,19 @@ static cJSON *scope_expect(const uint8_t *twp)
                      "WHERE v.deleted = 0 AND v.campaign_id IS NOT NULL AND s.category = 'centenarian' %s", twsn);
     cJSON_AddNumberToObject(cov, "must", (double)must);
     cJSON_AddNumberToObject(cov, "visited", (double)visited);
+    cJSON *ctw = cJSON_AddObjectToObject(cov, "townships");
+    for (int t = 0; t < NTWP; t++) {
+        char tx[33], tl[36];
+        if (twp && memcmp(cty.twp[t], twp, 16) != 0)
+            continue;
+        xid(cty.twp[t], tl);
+        cJSON *o = cJSON_AddObjectToObject(ctw, hex(cty.twp[t], tx));
+        cJSON_AddNumberToObject(o, "must", (double)q("SELECT count(*) FROM seniors s WHERE s.deleted = 0 AND "
+                                "s.category = 'centenarian' AND s.township_id = %s", tl));
+        cJSON_AddNumberToObject(o, "visited", (double)q("SELECT count(DISTINCT v.senior_id) FROM visits v JOIN "
+                                "seniors s ON s.id = v.senior_id WHERE v.deleted = 0 AND v.campaign_id IS NOT "
+                                "NULL AND s.category = 'centenarian' AND s.township_id = %s", tl));
+    }
     cJSON *kinds = cJSON_AddObjectToObject(e, "kinds");
     static const char *const kk[] = { "welfare", "cleaning", "bathing" };
     for (int k = 0; k < 3; k++)

@@ -30,7 +30,7 @@ const I18N = {
     a_open_conflicts: '待审核的数据冲突', a_overdue_retrofits: '超期未推进的改造案件',
     a_unvisited_must_visit: '尚未走访的应访老人', a_stale_devices: '超过3天未同步的设备',
     a_duplicate_claims: '本月拦截的重复助餐申领',
-    trend12: '近12个月助餐人次', compare: '本月与上月对比',
+    trend12: '近12个月助餐人次', last12: '近12个月', compare: '本月与上月对比',
     dine_in: '堂食', delivery: '送餐', paid_fen: '个人自付', subsidy: '补贴', meals_n: '人次',
     meals_by_day: '每日助餐人次', meals_by_hall: '各助餐点本月人次', hall_day: '各助餐点每日人次',
     halls: '助餐点', hall: '助餐点', date: '日期', period: '餐次', status: '状态', at: '时间',
@@ -102,7 +102,7 @@ const I18N = {
     a_open_conflicts: 'Conflicts awaiting review', a_overdue_retrofits: 'Overdue retrofit cases',
     a_unvisited_must_visit: 'Must-visit seniors not yet visited', a_stale_devices: 'Devices not synced for 3 days',
     a_duplicate_claims: 'Duplicate meal claims caught this month',
-    trend12: 'Meals, last 12 months', compare: 'This month against last month',
+    trend12: 'Meals, last 12 months', last12: 'Last 12 months', compare: 'This month against last month',
     dine_in: 'Dine-in', delivery: 'Delivery', paid_fen: 'Paid by seniors', subsidy: 'Subsidy', meals_n: 'meals',
     meals_by_day: 'Meals per day', meals_by_hall: 'Meals per hall this month', hall_day: 'Meals per hall per day',
     halls: 'Dining halls', hall: 'Hall', date: 'Date', period: 'Meal', status: 'Status', at: 'Time',
@@ -501,31 +501,32 @@ function lineChart(opts) {
  * drawn as a pale track (coverage: visited of must). */
 function hbarChart(opts) {
   if (!opts.width) return slot(opts, hbarChart);
-  const rows = opts.rows, W = opts.width, rowH = 30, L = opts.labelWidth || 120, R = 92, T = 4;
+  const rows = opts.rows, W = opts.width, L = opts.labelWidth || 120, R = 92, T = 4;
+  const rowH = Math.max(30, Math.min(44, Math.floor(180 / Math.max(1, rows.length))));
   const H = T + rows.length * rowH + 6;
   const max = niceMax(Math.max(1, ...rows.map((r) => Math.max(r.of || 0, r.parts.reduce((a, p) => a + p.value, 0)))));
   const pw = W - L - R;
   const root = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, 'data-testid': opts.id, role: 'img' });
   rows.forEach((r, i) => {
     const yy = T + i * rowH;
-    root.appendChild(s('text', { class: 'lbl', x: L - 10, y: yy + 19, 'text-anchor': 'end' }, r.label));
+    root.appendChild(s('text', { class: 'lbl', x: L - 10, y: yy + rowH / 2 + 4, 'text-anchor': 'end' }, r.label));
     if (r.of !== undefined) {
-      const track = s('rect', { x: L, y: yy + 7, width: Math.max(1, (r.of / max) * pw), height: 16, rx: 3, fill: '#e8edf2' });
+      const track = s('rect', { x: L, y: yy + (rowH - 16) / 2, width: Math.max(1, (r.of / max) * pw), height: 16, rx: 3, fill: '#e8edf2' });
       root.appendChild(track);
     }
     let acc = 0;
     r.parts.forEach((p) => {
       const w = (p.value / max) * pw;
-      const rect = s('rect', { class: 'bar', x: L + acc, y: yy + 7, width: Math.max(0, w), height: 16, fill: p.color,
+      const rect = s('rect', { class: 'bar', x: L + acc, y: yy + (rowH - 16) / 2, width: Math.max(0, w), height: 16, fill: p.color,
         rx: r.parts.length === 1 ? 3 : 0, 'data-testid': r.testid ? r.testid + '-' + p.key : null, 'data-series': p.key,
-        'data-cat': r.key, 'data-value': p.value });
+        'data-cat': r.key, 'data-value': p.value, 'data-of': r.of });
       tip(rect, `${r.label}  ${p.label}: ${opts.money ? yuan(p.value) : num(p.value)}` + (r.of !== undefined ? ` / ${num(r.of)}` : ''));
       root.appendChild(rect);
       acc += w;
     });
     const total = r.parts.reduce((a, p) => a + p.value, 0);
     const label = r.of !== undefined ? `${num(total)} / ${num(r.of)}` : (opts.money ? yuan(total) : num(total));
-    root.appendChild(s('text', { class: 'val', x: L + Math.max(acc, r.of !== undefined ? (r.of / max) * pw : 0) + 8, y: yy + 19 }, label));
+    root.appendChild(s('text', { class: 'val', x: L + Math.max(acc, r.of !== undefined ? (r.of / max) * pw : 0) + 8, y: yy + rowH / 2 + 4 }, label));
   });
   return root;
 }
@@ -663,9 +664,30 @@ function errorBox(e) {
   return h('div', { class: 'errbox', 'data-testid': 'error', 'data-code': e.code || '', 'data-status': e.status || 0 },
     h('b', null, errText(e)), e.message && e.message !== e.code ? h('span', { class: 'muted' }, e.message) : null);
 }
+/* Month picker: a list in the page's own language (a native month input
+ * speaks the browser's), the 24 months to this one. */
 function monthControl(value) {
-  return h('label', { class: 'control' }, t('month'),
-    h('input', { type: 'month', value: value || '', 'data-testid': 'month', onchange: (ev) => setParam('month', ev.target.value) }));
+  const now = new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 7);
+  const months = lastMonths(now, 24);
+  if (value && !months.includes(value)) months.unshift(value);
+  const sel = h('select', { 'data-testid': 'month', onchange: (ev) => setParam('month', ev.target.value) },
+    months.map((m) => h('option', { value: m, selected: m === value }, monthLabel(m))));
+  return h('label', { class: 'control' }, t('month'), sel);
+}
+/* The n months ending with m ("YYYY-MM"), newest first. */
+function lastMonths(m, n) {
+  let y = Number(m.slice(0, 4)), mo = Number(m.slice(5, 7));
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    out.push(y + '-' + (mo < 10 ? '0' : '') + mo);
+    if (--mo === 0) { mo = 12; y--; }
+  }
+  return out;
+}
+/* The API's monthly series as exactly the 12 months to m, gaps as zero. */
+function twelve(m, rows) {
+  const by = Object.fromEntries((rows || []).map((r) => [r.month, r]));
+  return lastMonths(m, 12).reverse().map((k) => by[k] || { month: k, meals: 0, subsidy_fen: 0 });
 }
 function yearControl(value) {
   const now = new Date().getFullYear(), cur = Number(value) || now;
@@ -710,7 +732,7 @@ async function viewOverview(p) {
   const cmpSeries = [{ label: monthLabel(ov.prev_month), color: '#b7c6d3' }, { label: monthLabel(ov.month), color: PALETTE[0] }];
   let trend = null;
   if (meals && meals.months) {
-    const ms = meals.months;
+    const ms = twelve(meals.month, meals.months);
     trend = card(t('trend12'), { tools: csvLink('meals', 'days', { month: ov.month, township: tw }) },
       lineChart({ id: 'chart-overview-trend', area: true, height: 220,
         cats: ms.map((m) => ({ key: m.month, label: monthLabel(m.month), short: monthShort(m.month) })),
@@ -779,12 +801,13 @@ async function viewMeals(p) {
   const hallDays = card(t('hall_day'), { tools: csvLink('meals', 'hall_days', cp) }, legend(hds),
     dates.length ? lineChart({ id: 'chart-hall-days', cats: dates.map((d) => ({ key: d, label: d, short: dayLabel(d) })), series: hds })
       : h('div', { class: 'empty' }, t('none')));
+  const m12 = twelve(m.month, m.months);
   const months = card(t('trend12'), null, lineChart({ id: 'chart-meals-months', area: true, height: 200,
-    cats: m.months.map((x) => ({ key: x.month, label: monthLabel(x.month), short: monthShort(x.month) })),
-    series: [{ key: 'meals', label: t('f_meals'), color: PALETTE[0], values: m.months.map((x) => x.meals) }] }));
-  const subsidyMonths = card(t('f_subsidy_fen'), { hint: t('trend12') }, barChart({ id: 'chart-subsidy-months', money: true, height: 200,
-    cats: m.months.map((x) => ({ key: x.month, label: monthLabel(x.month), short: monthShort(x.month) })),
-    series: [{ key: 'subsidy_fen', label: t('f_subsidy_fen'), color: PALETTE[2], values: m.months.map((x) => x.subsidy_fen) }] }));
+    cats: m12.map((x) => ({ key: x.month, label: monthLabel(x.month), short: monthShort(x.month) })),
+    series: [{ key: 'meals', label: t('f_meals'), color: PALETTE[0], values: m12.map((x) => x.meals) }] }));
+  const subsidyMonths = card(t('f_subsidy_fen'), { hint: t('last12') }, barChart({ id: 'chart-subsidy-months', money: true, height: 200,
+    cats: m12.map((x) => ({ key: x.month, label: monthLabel(x.month), short: monthShort(x.month) })),
+    series: [{ key: 'subsidy_fen', label: t('f_subsidy_fen'), color: PALETTE[2], values: m12.map((x) => x.subsidy_fen) }] }));
   const dups = card(t('duplicates'), { hint: t('duplicates_hint'), flush: true, testid: 'dups-card', tools: [
       h('span', { class: 'tag warn', 'data-testid': 'dup-count', 'data-value': m.duplicates.length }, num(m.duplicates.length)),
       csvLink('meals', 'duplicates', cp)] },
@@ -871,7 +894,7 @@ async function viewVisits(p) {
     values: dates.map((d) => { const r = v.days.find((x) => x.date === d && x.kind === k); return r ? r.count : 0; }) }));
   const dayCard = card(t('visits_by_day'), null, legend(dser), dates.length ? barChart({ id: 'chart-visit-days', stacked: true, height: 220,
     cats: dates.map((d) => ({ key: d, label: d, short: dayLabel(d) })), series: dser }) : h('div', { class: 'empty' }, t('none')));
-  const unv = card(t('unvisited'), { flush: true, tools: [h('span', { class: 'tag warn', 'data-testid': 'unvisited-count', 'data-value': v.unvisited.length }, num(v.unvisited.length)),
+  const unv = card(t('unvisited'), { flush: true, cls: 'scroll', tools: [h('span', { class: 'tag warn', 'data-testid': 'unvisited-count', 'data-value': v.unvisited.length }, num(v.unvisited.length)),
     csvLink('visits', 'unvisited', cp)] }, table({ id: 'table-unvisited', rowid: 'unvisited-row', idkey: 'senior_id', rows: v.unvisited, cols: [
     { key: 'name', label: t('senior') }, { key: 'township', label: t('township') }, { key: 'village', label: t('village') },
     { key: 'category', label: t('category'), fmt: (r) => h('span', { class: 'tag' }, tl('', r.category)) }] }));
@@ -1212,7 +1235,10 @@ async function render() {
     paintLegend(out.page);
     drawCharts(out.page);
     const mi = main.querySelector('[data-testid="month"]');
-    if (mi && out.month && !mi.value) mi.value = out.month;
+    if (mi && out.month && !state.params.month) {
+      if (!Array.from(mi.options).some((o) => o.value === out.month)) mi.insertBefore(h('option', { value: out.month }, monthLabel(out.month)), mi.firstChild);
+      mi.value = out.month;
+    }
     slot.setAttribute('data-ready', '1');
   } catch (e) {
     if (seq !== renderSeq || !state.user) return;

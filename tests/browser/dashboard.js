@@ -34,11 +34,11 @@ function check(name, ok, detail) {
 function eq(name, got, want) { check(name, got === want, `got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`); }
 function save() { fs.writeFileSync(OUT, JSON.stringify(result, null, 2)); }
 
-async function value(page, sel) {
+async function value(page, sel, attr) {
   const el = await page.$(sel);
   if (!el) return 'missing ' + sel;
-  const v = await el.getAttribute('data-value');
-  return v === null ? 'no data-value on ' + sel : Number(v);
+  const v = await el.getAttribute(attr || 'data-value');
+  return v === null ? `no ${attr || 'data-value'} on ${sel}` : Number(v);
 }
 /* Opens a route of the single page and waits until its view has rendered. */
 async function open(page, hash, testid) {
@@ -195,6 +195,12 @@ async function adminSession(page, ctx) {
   await open(page, '#/visits', 'view-visits');
   eq('visits: must visit', await value(page, '[data-testid=cov-must]'), C.coverage.must);
   eq('visits: visited', await value(page, '[data-testid=cov-visited]'), C.coverage.visited);
+  eq('visits: centenarians visited', await value(page, '[data-testid=covcat-centenarian-visited]'), C.coverage.visited);
+  eq('visits: centenarians to visit', await value(page, '[data-testid=covcat-centenarian-visited]', 'data-of'), C.coverage.must);
+  for (const [tw, c] of Object.entries(C.coverage.townships)) {
+    eq(`visits: township ${tw.slice(-4)} visited`, await value(page, `[data-testid=covtw-${tw}-visited]`), c.visited);
+    eq(`visits: township ${tw.slice(-4)} to visit`, await value(page, `[data-testid=covtw-${tw}-visited]`, 'data-of'), c.must);
+  }
   eq('visits: unvisited listed', (await page.$$('[data-testid=unvisited-row]')).length, C.coverage.must - C.coverage.visited);
   for (const k of Object.keys(C.kinds)) eq('visits: kind ' + k, await value(page, `[data-testid=chart-visit-kinds] rect[data-cat=${k}]`), C.kinds[k]);
   eq('visits: cash', await value(page, '[data-testid=kpi-cash_fen]'), C.handouts.cash_fen);

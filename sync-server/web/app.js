@@ -68,7 +68,7 @@ const I18N = {
     c_name: '姓名', c_phone: '联系电话', c_address: '住址', c_id_card: '身份证号', c_health_notes: '健康备注',
     c_category: '类别', c_status: '状态', c_notes: '备注', c_birth_year: '出生年份', c_gender: '性别',
     c_poverty_status: '困难类型', c_village_id: '所在村', c_subsidy_fen: '补贴', c_meal_period: '餐次',
-    c_kind: '类别', c_visitor: '走访人', c_location: '地点', c_final_cost_fen: '决算金额',
+    c_kind: '类别', c_visitor: '走访人', c_senior_id: '老人', c_hall_id: '助餐点', c_served_at: '登记时间', c_price_paid_fen: '个人支付', c_void_of: '作废记录', c_location: '地点', c_final_cost_fen: '决算金额',
     c_estimated_cost_fen: '预估费用', c_service_date: '服务日期', c_mode: '就餐方式',
     report_title: '{scope}居家养老服务工作统计表', report_sub: '统计期：{month}（本月）与 {year} 年 1 月至今（本年累计）',
     item: '项目', month_col: '本月', year_col: '本年累计', print: '打印', r_meals: '助餐服务人次',
@@ -142,7 +142,7 @@ const I18N = {
     c_name: 'Name', c_phone: 'Phone', c_address: 'Address', c_id_card: 'ID card', c_health_notes: 'Health notes',
     c_category: 'Category', c_status: 'Status', c_notes: 'Notes', c_birth_year: 'Birth year', c_gender: 'Gender',
     c_poverty_status: 'Poverty status', c_village_id: 'Village', c_subsidy_fen: 'Subsidy', c_meal_period: 'Meal',
-    c_kind: 'Kind', c_visitor: 'Visitor', c_location: 'Location', c_final_cost_fen: 'Final cost',
+    c_kind: 'Kind', c_visitor: 'Visitor', c_senior_id: 'Senior', c_hall_id: 'Hall', c_served_at: 'Logged at', c_price_paid_fen: 'Paid by senior', c_void_of: 'Voids', c_location: 'Location', c_final_cost_fen: 'Final cost',
     c_estimated_cost_fen: 'Estimated cost', c_service_date: 'Service date', c_mode: 'Mode',
     report_title: '{scope} home-based elderly care: figures', report_sub: 'Month {month}, and year to date ({year})',
     item: 'Item', month_col: 'This month', year_col: 'Year to date', print: 'Print', r_meals: 'Meals served',
@@ -211,7 +211,9 @@ function fmtTime(ms) {
   const p = (x) => (x < 10 ? '0' : '') + x;
   return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' + p(d.getHours()) + ':' + p(d.getMinutes());
 }
-function shortId(id) { return id ? String(id).slice(0, 8) : '—'; }
+/* Ids are UUIDv7: the first digits are a timestamp shared by rows made
+ * together, so the short form is the random tail. */
+function shortId(id) { return id ? '…' + String(id).slice(-8) : '—'; }
 function isMoneyKey(k) { return /_fen$/.test(k); }
 function fmtBy(k, v) { return isMoneyKey(k) ? yuan(v) : num(v); }
 function monthLabel(m) {
@@ -464,7 +466,7 @@ function barChart(opts) {
 /* Lines: one per series, points carry the numbers. */
 function lineChart(opts) {
   if (!opts.width) return slot(opts, lineChart);
-  const W = opts.width || 720, H = opts.height || 220, L = 48, R = 14, T = 14, B = 28;
+  const W = opts.width || 720, H = opts.height || 220, L = 48, R = 20, T = 14, B = 28;
   const cats = opts.cats, series = opts.series;
   const ax = axis(Math.max(0, ...series.flatMap((se) => se.values.map((v) => v || 0)))), max = ax.max;
   const pw = W - L - R, ph = H - T - B;
@@ -684,6 +686,20 @@ function lastMonths(m, n) {
   }
   return out;
 }
+/* Every day of month m ("YYYY-MM"): up to today (China time) for the
+ * current month, so the daily charts keep their scale from day to day. */
+function monthDates(m) {
+  const today = new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 10);
+  const y = Number(m.slice(0, 4)), mo = Number(m.slice(5, 7));
+  const n = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  const out = [];
+  for (let d = 1; d <= n; d++) {
+    const k = m + '-' + (d < 10 ? '0' : '') + d;
+    if (k > today && out.length) break;
+    out.push(k);
+  }
+  return out;
+}
 /* The API's monthly series as exactly the 12 months to m, gaps as zero. */
 function twelve(m, rows) {
   const by = Object.fromEntries((rows || []).map((r) => [r.month, r]));
@@ -760,12 +776,14 @@ async function viewMeals(p) {
     kpi('delivery', t('delivery'), T.delivery, { cls: 'k2', unit: t('times'), sub: pct(T.delivery, T.meals) }),
     kpi('subsidy_fen', t('f_subsidy_fen'), T.subsidy_fen, { cls: 'k3' }),
     kpi('paid_fen', t('paid_fen'), T.paid_fen, { cls: 'k4' }));
+  const byDay = Object.fromEntries(m.days.map((d) => [d.date, d]));
+  const mdays = monthDates(m.month).map((d) => byDay[d] || { date: d, dine_in: 0, delivery: 0, subsidy_fen: 0 });
   const dser = [
-    { key: 'dine_in', label: t('dine_in'), color: PALETTE[0], values: m.days.map((d) => d.dine_in) },
-    { key: 'delivery', label: t('delivery'), color: PALETTE[1], values: m.days.map((d) => d.delivery) },
+    { key: 'dine_in', label: t('dine_in'), color: PALETTE[0], values: mdays.map((d) => d.dine_in) },
+    { key: 'delivery', label: t('delivery'), color: PALETTE[1], values: mdays.map((d) => d.delivery) },
   ];
   const days = card(t('meals_by_day'), { hint: monthLabel(m.month), tools: csvLink('meals', 'days', cp) },
-    legend(dser), m.days.length ? barChart({ id: 'chart-meals-days', stacked: true, cats: m.days.map((d) => ({ key: d.date, label: d.date, short: dayLabel(d.date) })), series: dser })
+    legend(dser), m.days.length ? barChart({ id: 'chart-meals-days', stacked: true, cats: mdays.map((d) => ({ key: d.date, label: d.date, short: dayLabel(d.date) })), series: dser })
       : h('div', { class: 'empty' }, t('none')));
   const halls = m.halls.slice().sort((a, b) => b.meals - a.meals);
   const hallChart = card(t('meals_by_hall'), { tools: csvLink('meals', 'halls', cp) }, legend(dser.slice(0, 2)),
@@ -791,7 +809,7 @@ async function viewMeals(p) {
       h('td', { class: 'num', 'data-testid': 'halls-total-subsidy', 'data-value': T.subsidy_fen }, yuan(T.subsidy_fen)), h('td')],
   }));
   /* per hall per day: one line per hall */
-  const dates = m.days.map((d) => d.date);
+  const dates = mdays.map((d) => d.date);
   const hallNames = Object.fromEntries(m.halls.map((x) => [x.hall_id, x.name]));
   const hds = halls.map((x, i) => {
     const byDate = {};
@@ -845,7 +863,7 @@ async function viewRetrofits(p) {
     id: 'table-retrofit-townships', rowid: 'rtw-row', idkey: 'township_id', rows: r.townships.map((x) => Object.assign({ _total: STATUSES.reduce((a, st) => a + (x[st] || 0), 0) }, x)),
     cols: [{ key: 'name', label: t('township') }].concat(STATUSES.map((st) => ({ key: st, label: t(st), num: true })),
       [{ key: '_total', label: t('total'), num: true }]) }));
-  const overdue = card(t('overdue'), { hint: t('overdue_hint'), flush: true, tools: [
+  const overdue = card(t('overdue'), { hint: t('overdue_hint'), flush: true, cls: 'scroll', tools: [
       h('span', { class: 'tag ' + (r.overdue.length ? 'bad' : 'ok'), 'data-testid': 'overdue-count', 'data-value': r.overdue.length }, num(r.overdue.length)),
       csvLink('retrofits', 'overdue', cp)] },
     table({ id: 'table-overdue', rowid: 'overdue-row', idkey: 'case_id', rows: r.overdue.slice().sort((a, b) => b.days - a.days), cols: [
@@ -871,10 +889,10 @@ async function viewVisits(p) {
       h('div', null, t('must') + '：', h('b', { 'data-testid': 'cov-must', 'data-value': cov.must }, num(cov.must))),
       h('div', null, t('visited') + '：', h('b', { 'data-testid': 'cov-visited', 'data-value': cov.visited }, num(cov.visited))),
       h('div', null, t('not_visited') + '：', h('b', { 'data-testid': 'cov-unvisited', 'data-value': cov.must - cov.visited }, num(cov.must - cov.visited))))));
-  const catCard = card(t('by_category'), null, cov.categories.length ? hbarChart({ id: 'chart-cov-categories', width: 520, labelWidth: 110,
+  const catCard = card(t('by_category'), null, cov.categories.length ? hbarChart({ id: 'chart-cov-categories', labelWidth: 96,
     rows: cov.categories.map((c) => ({ key: c.category, label: tl('', c.category), of: c.must, testid: 'covcat-' + c.category,
       parts: [{ key: 'visited', label: t('visited'), value: c.visited, color: PALETTE[1] }] })) }) : h('div', { class: 'empty' }, t('none')));
-  const twCard = card(t('cov_township'), { tools: csvLink('visits', 'townships', cp) }, cov.townships.length ? hbarChart({ id: 'chart-cov-townships', width: 520, labelWidth: 110,
+  const twCard = card(t('cov_township'), { tools: csvLink('visits', 'townships', cp) }, cov.townships.length ? hbarChart({ id: 'chart-cov-townships', labelWidth: 72,
     rows: cov.townships.map((c) => ({ key: c.township_id, label: c.name, of: c.must, testid: 'covtw-' + c.township_id,
       parts: [{ key: 'visited', label: t('visited'), value: c.visited, color: PALETTE[0] }] })) }) : h('div', { class: 'empty' }, t('none')));
   const H = v.handouts || { cash_fen: 0, goods_value_fen: 0, goods_count: 0 };
@@ -888,7 +906,7 @@ async function viewVisits(p) {
   const kindCard = card(t('kinds'), { tools: csvLink('visits', 'kinds', cp) }, kinds.length ? barChart({ id: 'chart-visit-kinds', height: 220,
     cats: kinds.map((k) => ({ key: k.kind, label: tl('', k.kind) })),
     series: [{ key: 'count', label: t('f_visits'), color: PALETTE[3], values: kinds.map((k) => k.count) }] }) : h('div', { class: 'empty' }, t('none')));
-  const dates = Array.from(new Set((v.days || []).map((d) => d.date))).sort();
+  const dates = (v.days || []).length ? monthDates(v.month) : [];
   const kindKeys = Array.from(new Set((v.days || []).map((d) => d.kind)));
   const dser = kindKeys.map((k, i) => ({ key: k, label: tl('', k), color: PALETTE[(i + 1) % PALETTE.length],
     values: dates.map((d) => { const r = v.days.find((x) => x.date === d && x.kind === k); return r ? r.count : 0; }) }));
@@ -919,7 +937,7 @@ async function viewDevices() {
       : (r.last_sync && now - r.last_sync > 3 * 86400000) ? h('span', { class: 'tag warn' }, t('stale')) : h('span', { class: 'tag ok' }, t('active')) },
     { key: 'last_sync', label: t('last_sync'), fmt: (r) => fmtTime(r.last_sync) },
     { key: 'app_version', label: t('app_version') }, { key: 'schema_version', label: t('schema_version'), num: true },
-    { key: 'clock_skew_ms', label: t('clock_skew'), num: true, fmt: (r) => (r.clock_skew_ms === null || r.clock_skew_ms === undefined) ? '—' : (r.clock_skew_ms / 1000).toFixed(1) + ' s' },
+    { key: 'clock_skew_ms', label: t('clock_skew'), num: true, fmt: (r) => (r.clock_skew_ms === null || r.clock_skew_ms === undefined) ? '—' : (Math.abs(r.clock_skew_ms) < 50 ? '0.0' : (r.clock_skew_ms / 1000).toFixed(1)) + ' s' },
     { key: 'open_conflicts', label: t('open_conflicts'), num: true, fmt: (r) => r.open_conflicts ? h('a', { href: '#/conflicts', class: 'badge' }, num(r.open_conflicts)) : '0' },
   ];
   if (canAdmin()) cols.push({ key: '_act', label: '', fmt: (r) => r.status === 'revoked' ? '' : h('button', { class: 'btn btn-sm btn-danger',
@@ -982,9 +1000,17 @@ function safeSvg(text) {
   return document.importNode(root, true);
 }
 
-function showValue(v) {
-  if (v === null || v === undefined) return h('span', { class: 'v null' }, 'null');
-  return h('span', { class: 'v' }, typeof v === 'object' ? JSON.stringify(v) : String(v));
+/* A column's value for reading: money as yuan, instants as time, codes
+ * translated, halls by name.  The raw value stays in data-raw. */
+function showValue(v, col) {
+  if (v === null || v === undefined) return h('span', { class: 'v null' }, '—');
+  let text = typeof v === 'object' ? JSON.stringify(v) : String(v);
+  if (col && typeof v === 'number' && /_fen$/.test(col)) text = yuan(v);
+  else if (col && typeof v === 'number' && /_at$/.test(col)) text = fmtTime(v);
+  else if (col === 'meal_period' || col === 'mode' || col === 'kind' || col === 'category' || col === 'status') text = tl('', v);
+  else if (col === 'hall_id' && state.scopes) { const x = state.scopes.halls.find((hh) => hh.id === v); if (x) text = x.name; }
+  else if (/_id$/.test(col || '') && /^[0-9a-f]{32}$/.test(text)) text = shortId(text);
+  return h('span', { class: 'v', 'data-raw': typeof v === 'object' ? JSON.stringify(v) : String(v) }, text);
 }
 function sameValue(a, b) { return JSON.stringify(a === undefined ? null : a) === JSON.stringify(b === undefined ? null : b); }
 
@@ -1008,8 +1034,12 @@ function conflictCard(c, status) {
   const actions = (c.actions || []).map((a) => (typeof a === 'string' ? a : a.action));
   const picks = {};   /* column -> {side, value} */
   const rows = [];
-  const columns = c.columns || [];
   const editable = status === 'open' && actions.includes('apply');
+  /* Read-only records (a stopped claim) show only what says something. */
+  const columns = (c.columns || []).filter((col) => editable ||
+    (col.name !== 'id' && !(col.current == null && col.winner == null && col.loser == null)));
+  const showCur = editable || columns.some((col) => col.current != null);
+  const showWin = editable || columns.some((col) => col.winner != null);
   for (const col of columns) {
     const name = col.name;
     const group = 'c' + c.id + '-' + name;
@@ -1024,7 +1054,7 @@ function conflictCard(c, status) {
     const option = (side) => {
       const radio = h('input', { type: 'radio', name: group, value: side, checked: init === side, disabled: !editable,
         'data-testid': 'pick-' + name + '-' + side, onchange: () => { picks[name] = { side, value: col[side] }; edit.value = ''; mark(); } });
-      labels[side] = h('label', { class: 'side' }, radio, showValue(col[side]));
+      labels[side] = h('label', { class: 'side' }, radio, showValue(col[side], name));
       return labels[side];
     };
     edit.addEventListener('input', () => {
@@ -1040,14 +1070,14 @@ function conflictCard(c, status) {
     const label = h('td', null, h('b', null, tl('c_', name)), h('div', { class: 'muted mono' }, name));
     if (editable) {
       rows.push(h('tr', { 'data-testid': 'col-' + name }, label,
-        h('td', { class: 'val', 'data-testid': 'cur-' + name }, showValue(col.current)),
+        h('td', { class: 'val', 'data-testid': 'cur-' + name }, showValue(col.current, name)),
         h('td', { class: 'pick' }, option('winner')), h('td', { class: 'pick' }, option('loser')),
         h('td', null, edit)));
       setTimeout(mark, 0);
     } else {
       rows.push(h('tr', { 'data-testid': 'col-' + name }, label,
-        h('td', { class: 'val', 'data-testid': 'cur-' + name }, showValue(col.current)),
-        h('td', { class: 'val' }, showValue(col.winner)), h('td', { class: 'val' }, showValue(col.loser))));
+        showCur ? h('td', { class: 'val', 'data-testid': 'cur-' + name }, showValue(col.current, name)) : null,
+        showWin ? h('td', { class: 'val' }, showValue(col.winner, name)) : null, h('td', { class: 'val' }, showValue(col.loser, name))));
     }
   }
   const err = h('div');
@@ -1079,9 +1109,14 @@ function conflictCard(c, status) {
     h('div', { class: 'body' }, h('div', { class: 'meta' },
       h('span', null, t('township') + '：' + (c.township || '—')), h('span', null, t('from_device') + '：', h('span', { class: 'mono' }, shortId(c.device_id))),
       res ? h('span', { 'data-testid': 'resolution' }, t('resolution') + '：' + (typeof res === 'object' ? tl('', res.action || '') + (res.by ? ' · ' + res.by : '') + (res.at ? ' · ' + fmtTime(res.at) : '') : String(res))) : null)),
-    columns.length ? h('div', { class: 'tbl-wrap' }, h('table', { class: 'tbl cmp-tbl' },
-      h('thead', null, h('tr', null, h('th', null, t('field')), h('th', null, t('current')),
-        h('th', null, c.kind === 'duplicate_claim' ? t('dup_winner') : t('winner')),
+    !columns.length ? null : (!showCur && !showWin)
+      ? h('div', { class: 'tbl-wrap' }, h('table', { class: 'tbl cmp-tbl one-side' },
+          h('thead', null, h('tr', null, h('th', null, ''), columns.map((col) => h('th', null, tl('c_', col.name))))),
+          h('tbody', null, h('tr', { 'data-testid': 'loser-row' }, h('td', null, h('b', null, c.kind === 'duplicate_claim' ? t('dup_loser') : t('loser'))),
+            columns.map((col) => h('td', { class: 'val', 'data-testid': 'loser-' + col.name }, showValue(col.loser, col.name)))))))
+      : columns.length ? h('div', { class: 'tbl-wrap' }, h('table', { class: 'tbl cmp-tbl' },
+      h('thead', null, h('tr', null, h('th', null, t('field')), showCur ? h('th', null, t('current')) : null,
+        showWin ? h('th', null, c.kind === 'duplicate_claim' ? t('dup_winner') : t('winner')) : null,
         h('th', null, c.kind === 'duplicate_claim' ? t('dup_loser') : t('loser')), editable ? h('th', null, t('edit')) : null)),
       h('tbody', null, rows))) : null,
     err,

@@ -808,8 +808,9 @@ static cJSON *view_report(struct view *v)
     char mlabel[8];
     cJSON *j = cJSON_CreateObject();
     month_label(mlabel, v->mstart);
-    cJSON_AddStringToObject(j, "month_label", mlabel);
-    cJSON_AddNumberToObject(j, "year_label", v->year);
+    cJSON *period = cJSON_AddObjectToObject(j, "period");
+    cJSON_AddStringToObject(period, "month", mlabel);
+    cJSON_AddNumberToObject(period, "year", v->year);
     cJSON *m = cJSON_AddObjectToObject(j, "month"), *y = cJSON_AddObjectToObject(j, "year");
     report_part(v, m, v->mstart, v->mend);
     report_part(v, y, v->ystart, v->mend);        /* the year to the end of the month */

@@ -15,7 +15,7 @@ extern const struct dash_file dash_files[];
 /* Scripts and styles only from this server; no framing, no plugins. */
 #define PAGE_HEADERS \
     "Content-Security-Policy: default-src 'self'; img-src 'self' data:; " \
-    "style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; " \
+    "style-src 'self'; script-src 'self'; object-src 'none'; " \
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'\r\n" \
     "X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n"
 

@@ -316,9 +316,10 @@ async function supervisorSession(page) {
     ctx.setDefaultTimeout(TIMEOUT);
     const page = await ctx.newPage();
     page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => { if (/Content.Security.Policy/i.test(m.text())) errors.push('CSP: ' + m.text()); });
     await adminSession(page, ctx);
     await supervisorSession(page);
-    check('no script errors in the page', errors.length === 0, errors.join(' | '));
+    check('no script errors or CSP violations in the page', errors.length === 0, errors.join(' | '));
   } catch (e) {
     check('browser run completed', false, e && e.stack ? e.stack.split('\n').slice(0, 4).join(' ') : String(e));
   } finally {

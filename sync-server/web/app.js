@@ -333,7 +333,7 @@ async function api(path, opts) {
   try { body = await r.json(); } catch (e) { body = null; }
   if (!r.ok) {
     const err = new ApiError(r.status, (body && body.error) || 'http_' + r.status, body && body.detail);
-    if (r.status === 401 && path !== '/api/login' && !opts.quiet) { state.user = null; render(); }
+    if (r.status === 401 && path !== '/api/login' && !opts.quiet && state.user) { state.user = null; state.expired = true; render(); }
     throw err;
   }
   return body;
@@ -457,7 +457,7 @@ function barChart(opts) {
       tip(r, `${c.label}  ${se.label}: ${opts.money ? yuan(v) : num(v)}`);
       root.appendChild(r);
     });
-    if (i % every === 0) root.appendChild(s('text', { x: x0 + bw / 2, y: H - 9, 'text-anchor': 'middle' }, c.short || c.label));
+    if (i % every === 0 || (i === cats.length - 1 && i % every >= every / 2)) root.appendChild(s('text', { x: x0 + bw / 2, y: H - 9, 'text-anchor': 'middle' }, c.short || c.label));
   });
   root.appendChild(s('line', { class: 'axisline', x1: L, x2: W - R, y1: y(0), y2: y(0), stroke: '#c9d2da' }));
   return root;
@@ -749,7 +749,7 @@ async function viewOverview(p) {
   let trend = null;
   if (meals && meals.months) {
     const ms = twelve(meals.month, meals.months);
-    trend = card(t('trend12'), { tools: csvLink('meals', 'days', { month: ov.month, township: tw }) },
+    trend = card(t('trend12'), null,
       lineChart({ id: 'chart-overview-trend', area: true, height: 220,
         cats: ms.map((m) => ({ key: m.month, label: monthLabel(m.month), short: monthShort(m.month) })),
         series: [{ key: 'meals', label: t('f_meals'), color: PALETTE[0], values: ms.map((m) => m.meals) }] }));
@@ -1260,7 +1260,7 @@ async function render() {
   const root = document.getElementById('app');
   const seq = ++renderSeq;
   tipOff();
-  if (!state.user) { renderLogin(root); return; }
+  if (!state.user) { renderLogin(root, state.expired ? t('e_no_session') : null); state.expired = false; return; }
   const main = renderShell(root);
   const slot = main.querySelector('[data-testid="view"]');
   try {

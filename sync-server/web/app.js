@@ -452,7 +452,7 @@ function barChart(opts) {
       if (opts.stacked) { w = inner; x = x0 + (bw - w) / 2; top = y(acc + v); hgt = y(acc) - y(acc + v); acc += v; }
       else { w = inner / series.length; x = x0 + (bw - inner) / 2 + j * w; top = y(v); hgt = y(0) - y(v); }
       const r = s('rect', { class: 'bar', x: x.toFixed(1), y: top.toFixed(1), width: Math.max(1, w - (opts.stacked ? 0 : 1)).toFixed(1),
-        height: Math.max(0, hgt).toFixed(1), fill: se.color, rx: opts.stacked ? 0 : 2,
+        height: Math.max(0, hgt).toFixed(1), fill: se.colors ? se.colors[i] : se.color, rx: opts.stacked ? 0 : 2,
         'data-series': se.key, 'data-cat': c.key, 'data-value': v });
       tip(r, `${c.label}  ${se.label}: ${opts.money ? yuan(v) : num(v)}`);
       root.appendChild(r);
@@ -528,7 +528,9 @@ function hbarChart(opts) {
     });
     const total = r.parts.reduce((a, p) => a + p.value, 0);
     const label = r.of !== undefined ? `${num(total)} / ${num(r.of)}` : (opts.money ? yuan(total) : num(total));
-    root.appendChild(s('text', { class: 'val', x: L + Math.max(acc, r.of !== undefined ? (r.of / max) * pw : 0) + 8, y: yy + rowH / 2 + 4 }, label));
+    const lx = L + Math.max(acc, r.of !== undefined ? (r.of / max) * pw : 0) + 8;
+    const fits = lx + label.length * 7 < W;
+    root.appendChild(s('text', { class: 'val', x: fits ? lx : W - 2, y: yy + rowH / 2 + 4, 'text-anchor': fits ? 'start' : 'end' }, label));
   });
   return root;
 }
@@ -875,6 +877,11 @@ async function viewRetrofits(p) {
   return { page, year: r.year };
 }
 
+const KINDS = ['welfare', 'cleaning', 'bathing'];
+const KIND_COLORS = { welfare: '#8a7fb8', cleaning: '#d9a441', bathing: '#49a394' };
+function kindRank(k) { const i = KINDS.indexOf(k); return i < 0 ? 99 : i; }
+function kindColor(k) { return KIND_COLORS[k] || '#6d8fa8'; }
+
 async function viewVisits(p) {
   const tw = township();
   const v = await api('/api/visits' + qs({ month: p.month, campaign: p.campaign, township: tw }));
@@ -896,7 +903,7 @@ async function viewVisits(p) {
     rows: cov.townships.map((c) => ({ key: c.township_id, label: c.name, of: c.must, testid: 'covtw-' + c.township_id,
       parts: [{ key: 'visited', label: t('visited'), value: c.visited, color: PALETTE[0] }] })) }) : h('div', { class: 'empty' }, t('none')));
   const H = v.handouts || { cash_fen: 0, goods_value_fen: 0, goods_count: 0 };
-  const kinds = v.kinds || [];
+  const kinds = (v.kinds || []).slice().sort((a, b) => kindRank(a.kind) - kindRank(b.kind));
   const totalVisits = kinds.reduce((a, k) => a + k.count, 0);
   const kpis = h('div', { class: 'kpis' },
     kpi('visits', t('f_visits'), totalVisits, { unit: t('times'), sub: monthLabel(v.month) }),
@@ -905,10 +912,10 @@ async function viewVisits(p) {
     kpi('goods_count', t('goods_count'), H.goods_count, { cls: 'k5', unit: t('pieces') }));
   const kindCard = card(t('kinds'), { tools: csvLink('visits', 'kinds', cp) }, kinds.length ? barChart({ id: 'chart-visit-kinds', height: 220,
     cats: kinds.map((k) => ({ key: k.kind, label: tl('', k.kind) })),
-    series: [{ key: 'count', label: t('f_visits'), color: PALETTE[3], values: kinds.map((k) => k.count) }] }) : h('div', { class: 'empty' }, t('none')));
+    series: [{ key: 'count', label: t('f_visits'), color: PALETTE[3], colors: kinds.map((k) => kindColor(k.kind)), values: kinds.map((k) => k.count) }] }) : h('div', { class: 'empty' }, t('none')));
   const dates = (v.days || []).length ? monthDates(v.month) : [];
-  const kindKeys = Array.from(new Set((v.days || []).map((d) => d.kind)));
-  const dser = kindKeys.map((k, i) => ({ key: k, label: tl('', k), color: PALETTE[(i + 1) % PALETTE.length],
+  const kindKeys = Array.from(new Set((v.days || []).map((d) => d.kind))).sort((a, b) => kindRank(a) - kindRank(b));
+  const dser = kindKeys.map((k) => ({ key: k, label: tl('', k), color: kindColor(k),
     values: dates.map((d) => { const r = v.days.find((x) => x.date === d && x.kind === k); return r ? r.count : 0; }) }));
   const dayCard = card(t('visits_by_day'), null, legend(dser), dates.length ? barChart({ id: 'chart-visit-days', stacked: true, height: 220,
     cats: dates.map((d) => ({ key: d, label: d, short: dayLabel(d) })), series: dser }) : h('div', { class: 'empty' }, t('none')));

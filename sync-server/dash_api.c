@@ -1294,13 +1294,15 @@ static int action_resolve(struct view *v, const char *idtext)
             status = 503;
     }
     pthread_mutex_unlock(&v->srv->lock);
+    char action[24];
+    snprintf(action, sizeof action, "%s", r.action);     /* r.action lives in req */
     cJSON_Delete(record);
     cJSON_Delete(req);
     if (status == 503)
         return http_error(v->conn, 503, "storage", "the database is busy; try again", NULL);
     if (status != 200)
         return http_error(v->conn, status, error, detail, NULL);
-    log_info("conflict %lld resolved (%s)", id, r.action);
+    log_info("conflict %lld resolved (%s)", id, action);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "id", (double)id);
     cJSON_AddStringToObject(j, "status", "resolved");

@@ -506,6 +506,7 @@ static struct tally *tally_at(struct tally *t, int *n, int max, const char *key,
         return NULL;
     snprintf(t[*n].key, sizeof t[*n].key, "%s", key);
     snprintf(t[*n].name, sizeof t[*n].name, "%s", name ? name : "");
+    t[*n].must = t[*n].visited = 0;
     return &t[(*n)++];
 }
 

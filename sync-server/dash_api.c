@@ -506,6 +506,7 @@ static struct tally *tally_at(struct tally *t, int *n, int max, const char *key,
         return NULL;
     snprintf(t[*n].key, sizeof t[*n].key, "%s", key);
     snprintf(t[*n].name, sizeof t[*n].name, "%s", name ? name : "");
+    t[*n].must = t[*n].visited = 0;
     return &t[(*n)++];
 }
 
@@ -987,6 +988,46 @@ static cJSON *conflict_json(struct server *srv, sqlite3_stmt *st)
     cJSON *acts = cJSON_AddArrayToObject(o, "actions");
     for (const char *const *a = actions_for(kind, tbl); *a; a++)
         cJSON_AddItemToArray(acts, cJSON_CreateString(*a));
+    /* Whom it is about: the senior's name, opened, so the supervisor
+     * need not look an id up. */
+    uint8_t sid[16];
+    int has_sid = 0;
+    if (strcmp(tbl, "seniors") == 0 && pklen == 16) {
+        memcpy(sid, pkc, 16);
+        has_sid = 1;
+    } else {
+        const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(l ? l : w, "senior_id"), "hex"));
+        has_sid = hex && hex_decode(sid, 16, hex) == 0;
+        if (!has_sid) {          /* not in the record: the row itself */
+            char sql[160];
+            snprintf(sql, sizeof sql, "SELECT senior_id FROM \"%s\" WHERE id = ?1", tbl);
+            if (t && policy_col(t, "senior_id") >= 0) {
+                sqlite3_stmt *q = store_stmt(srv, sql);
+                if (q) {
+                    sqlite3_bind_blob(q, 1, pkc, pklen, SQLITE_STATIC);
+                    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) == 16) {
+                        memcpy(sid, sqlite3_column_blob(q, 0), 16);
+                        has_sid = 1;
+                    }
+                    sqlite3_reset(q);
+                }
+            }
+        }
+    }
+    if (has_sid) {
+        sqlite3_stmt *q = store_stmt(srv, "SELECT lower(hex(id)), es_dec('seniors', 'name', id, name)"
+                                          " FROM seniors WHERE id = ?1");
+        if (q) {
+            sqlite3_bind_blob(q, 1, sid, 16, SQLITE_STATIC);
+            if (sqlite3_step(q) == SQLITE_ROW) {
+                cJSON *sub = cJSON_AddObjectToObject(o, "senior");
+                cJSON_AddItemToObject(sub, "id", col_json(q, 0));
+                cJSON_AddItemToObject(sub, "name", col_json(q, 1));
+            }
+            sqlite3_reset(q);
+        }
+    }
     cJSON_Delete(w);
     cJSON_Delete(l);
     return o;
@@ -1294,13 +1335,15 @@ static int action_resolve(struct view *v, const char *idtext)
             status = 503;
     }
     pthread_mutex_unlock(&v->srv->lock);
+    char action[24];
+    snprintf(action, sizeof action, "%s", r.action);     /* r.action lives in req */
     cJSON_Delete(record);
     cJSON_Delete(req);
     if (status == 503)
         return http_error(v->conn, 503, "storage", "the database is busy; try again", NULL);
     if (status != 200)
         return http_error(v->conn, status, error, detail, NULL);
-    log_info("conflict %lld resolved (%s)", id, r.action);
+    log_info("conflict %lld resolved (%s)", id, action);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "id", (double)id);
     cJSON_AddStringToObject(j, "status", "resolved");

@@ -523,6 +523,8 @@ static void test_resolve_lww(void)
     ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(col, "current")),
                   "13900000002");
     int id = (int)num(c, "id");
+    ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(c, "senior"), "name")), "Senior 0-5");
     cJSON_Delete(c);
     snprintf(path, sizeof path, "/api/conflicts/%d/resolve", id);
     /* another township's supervisor may not touch it */
@@ -587,6 +589,8 @@ static void test_resolve_duplicate_claim(void)
     ASSERT_NOT_NULL(c);
     char path[128];
     snprintf(path, sizeof path, "/api/conflicts/%d/resolve", (int)num(c, "id"));
+    ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(c, "senior"), "name")), "Senior 0-20");
     cJSON_Delete(c);
     expect("POST", path, S_ADMIN.cookie, S_ADMIN.csrf,
            "{\"action\":\"apply\",\"values\":{\"subsidy_fen\":0}}", 400, "bad_request");

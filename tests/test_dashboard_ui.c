@@ -217,6 +217,10 @@ static void visit(struct sync_client *cg, int t, int s, const char *kind, int ca
     }
 }
 
+/* Seniors get names a bureau would recognise: family[(s + t) % 8] given[(s * 5 + t) % 9]. */
+static const char *const family[] = { "王", "李", "张", "刘", "陈", "杨", "赵", "黄" };
+static const char *const given[] = { "秀英", "桂兰", "德明", "玉珍", "建国", "淑芬", "文华", "凤英", "长林" };
+
 static int64_t fake_b_ms(void *ctx) { (void)ctx; return now_ms() + 60000; }
 
 static void test_county_day(void)
@@ -232,8 +236,6 @@ static void test_county_day(void)
     /* Names a bureau would recognise, and this year's campaign and cases. */
     static const char *const twp_names[NTWP] = { "城关镇", "龙泉乡", "石桥镇" };
     static const char *const hall_names[NHALL] = { "城关镇幸福食堂", "东街社区助餐点", "龙泉乡长者食堂" };
-    static const char *const family[] = { "王", "李", "张", "刘", "陈", "杨", "赵", "黄" };
-    static const char *const given[] = { "秀英", "桂兰", "德明", "玉珍", "建国", "淑芬", "文华", "凤英", "长林" };
     for (int t = 0; t < NTWP; t++) {
         snprintf(sql, sizeof sql, "UPDATE townships SET name = '%s' WHERE id = %s", twp_names[t],
                  xid(cty.twp[t], a));
@@ -347,7 +349,7 @@ static void test_county_day(void)
 
     /* The conflict: both caregivers change one senior's phone and address
      * offline; B's clock is a minute ahead, so B wins and A's values lose. */
-    conflict_senior = cty.senior[0][3];
+    conflict_senior = cty.senior[0][3];                /* named in test_write_expectations */
     static struct sync_test_hooks hb = { NULL, NULL, fake_b_ms, NULL };
     sync_client_set_test_hooks(care_b, &hb);
     snprintf(sql, sizeof sql, "UPDATE seniors SET phone = '%s', address = '东门村3组7号' WHERE id = %s",
@@ -550,6 +552,9 @@ static void test_write_expectations(void)
     cJSON_AddItemToObject(root, "township", scope_expect(cty.twp[1]));
     cJSON *cf = cJSON_AddObjectToObject(root, "conflict");
     cJSON_AddStringToObject(cf, "row_id", hex(conflict_senior, hx));
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s%s", family[(3 + 0) % 8], given[(3 * 5 + 0) % 9]);   /* senior 3 of T0 */
+    cJSON_AddStringToObject(cf, "senior_name", nm);
     cJSON_AddStringToObject(cf, "pick_column", "phone");
     cJSON_AddStringToObject(cf, "pick_value", LOSER_PHONE);
     cJSON_AddStringToObject(cf, "winner_value", WINNER_PHONE);

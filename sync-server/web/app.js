@@ -1111,7 +1111,8 @@ function conflictCard(c, status) {
   const res = c.resolution;
   return h('section', { class: 'card conflict', 'data-testid': 'conflict', 'data-id': c.id, 'data-row': c.row_id, 'data-kind': c.kind, 'data-table': c.table },
     h('header', null, h('span', { class: 'tag ' + (c.kind === 'duplicate_claim' ? 'warn' : 'info') }, tl('k_', c.kind)),
-      h('h3', null, tl('t_', c.table)), h('span', { class: 'hint mono' }, t('row') + ' ' + shortId(c.row_id)),
+      h('h3', null, tl('t_', c.table), c.senior && c.senior.name ? h('span', { class: 'senior', 'data-testid': 'conflict-senior' }, ' · ' + c.senior.name) : null),
+      h('span', { class: 'hint mono' }, t('row') + ' ' + shortId(c.row_id)),
       h('div', { class: 'tools' }, h('span', { class: 'muted' }, fmtTime(c.created_at)))),
     h('div', { class: 'body' }, h('div', { class: 'meta' },
       h('span', null, t('township') + '：' + (c.township || '—')), h('span', null, t('from_device') + '：', h('span', { class: 'mono' }, shortId(c.device_id))),

@@ -215,6 +215,7 @@ async function adminSession(page, ctx) {
   const dup = await page.$('[data-testid=conflict][data-kind=duplicate_claim]');
   check('conflicts: the duplicate claim is queued', dup, 'no duplicate_claim card');
   result.dup_conflict = dup ? await dup.getAttribute('data-id') : null;
+  eq('conflicts: names the senior', ((await page.textContent(`${card} [data-testid=conflict-senior]`)) || '').replace(/^\s*·\s*/, ''), X.senior_name);
   eq('conflicts: current value', (await page.textContent(`${card} [data-testid=cur-${X.pick_column}]`)).trim(), X.winner_value);
   check('conflicts: the overwritten value is shown', (await page.textContent(`${card} [data-testid=col-${X.pick_column}]`)).includes(X.pick_value), 'loser not shown');
   await shot(page, 'conflicts');

@@ -1121,7 +1121,8 @@ function conflictCard(c, status) {
       ? h('div', { class: 'tbl-wrap' }, h('table', { class: 'tbl cmp-tbl one-side' },
           h('thead', null, h('tr', null, h('th', null, ''), columns.map((col) => h('th', null, tl('c_', col.name))))),
           h('tbody', null, h('tr', { 'data-testid': 'loser-row' }, h('td', null, h('b', null, c.kind === 'duplicate_claim' ? t('dup_loser') : t('loser'))),
-            columns.map((col) => h('td', { class: 'val', 'data-testid': 'loser-' + col.name }, showValue(col.loser, col.name)))))))
+            columns.map((col) => h('td', { class: 'val', 'data-testid': 'loser-' + col.name },
+              col.name === 'senior_id' && c.senior && c.senior.name && c.senior.id === col.loser ? c.senior.name : showValue(col.loser, col.name)))))))
       : columns.length ? h('div', { class: 'tbl-wrap' }, h('table', { class: 'tbl cmp-tbl' },
       h('thead', null, h('tr', null, h('th', null, t('field')), showCur ? h('th', null, t('current')) : null,
         showWin ? h('th', null, c.kind === 'duplicate_claim' ? t('dup_winner') : t('winner')) : null,

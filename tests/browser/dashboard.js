@@ -218,9 +218,9 @@ async function adminSession(page, ctx) {
   eq('conflicts: names the senior', ((await page.textContent(`${card} [data-testid=conflict-senior]`)) || '').replace(/^\s*·\s*/, ''), X.senior_name);
   eq('conflicts: current value', (await page.textContent(`${card} [data-testid=cur-${X.pick_column}]`)).trim(), X.winner_value);
   check('conflicts: the overwritten value is shown', (await page.textContent(`${card} [data-testid=col-${X.pick_column}]`)).includes(X.pick_value), 'loser not shown');
-  await shot(page, 'conflicts');
   await page.check(`${card} [data-testid=pick-${X.pick_column}-loser]`);
   await page.fill(`${card} [data-testid=edit-${X.edit_column}]`, X.edit_value);
+  await shot(page, 'conflicts');                     /* the choices made, before applying */
   await page.click(`${card} [data-testid=act-apply]`);
   await page.waitForSelector('[data-testid=view][data-ready="1"] [data-testid=flash]', { timeout: TIMEOUT });
   eq('conflicts: resolved card leaves the queue', await page.$(card), null);
@@ -245,6 +245,7 @@ async function adminSession(page, ctx) {
   const revRow = `[data-testid=device-row][data-id="${E.revoke_device}"]`;
   check('devices: revoked device shown revoked', (await page.textContent(revRow)).includes('已吊销'), await page.textContent(revRow));
   eq('devices: no revoke button on a revoked device', await page.$(`[data-testid="revoke-${E.revoke_device}"]`), null);
+  await shot(page, 'devices-revoked');
 
   /* printable report */
   await open(page, '#/report', 'view-report');

@@ -70,7 +70,7 @@ const I18N = {
     c_poverty_status: '困难类型', c_village_id: '所在村', c_subsidy_fen: '补贴', c_meal_period: '餐次',
     c_kind: '类别', c_visitor: '走访人', c_senior_id: '老人', c_hall_id: '助餐点', c_served_at: '登记时间', c_price_paid_fen: '个人支付', c_void_of: '作废记录', c_location: '地点', c_final_cost_fen: '决算金额',
     c_estimated_cost_fen: '预估费用', c_service_date: '服务日期', c_mode: '就餐方式',
-    report_title: '{scope}居家养老服务工作统计表', report_sub: '统计期：{month}（本月）与 {year} 年 1 月至今（本年累计）',
+    report_title: '{scope}居家养老服务工作统计表', report_sub: '统计期：{month}（本月）；{year}年（本年累计）',
     item: '项目', month_col: '本月', year_col: '本年累计', print: '打印', r_meals: '助餐服务人次',
     r_subsidy_fen: '助餐补贴发放金额', r_retrofits_completed: '适老化改造完成户数', r_retrofit_target: '年度改造目标户数',
     r_progress: '年度目标完成率', r_seniors_visited: '走访慰问老人数', r_cash_fen: '发放慰问金',
@@ -1160,7 +1160,7 @@ async function viewReport(p) {
       h('tbody', null, rows.map(([k, label, unit]) => h('tr', null, h('td', { class: 'item' }, t(label)), h('td', null, unit), cell(M, k, 'month'), cell(Y, k, 'year'))))),
     h('div', { class: 'notes' }, t('report_notes')),
     h('div', { class: 'sign' }, h('span', null, t('made_by') + (tw ? townshipName(tw) : t('bureau'))), h('span', null, t('reviewer') + '________'),
-      h('span', null, t('made_at') + new Date().toISOString().slice(0, 10))));
+      h('span', null, t('made_at') + new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 10))));
   const bar = h('div', { class: 'form-row no-print' }, h('span', { class: 'spacer' }),
     h('button', { class: 'btn btn-primary', 'data-testid': 'print', onclick: () => window.print() }, t('print')),
     csvLink('report', 'report', { month: monthStr || undefined, year: yearStr, township: tw }));

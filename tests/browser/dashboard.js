@@ -184,6 +184,19 @@ async function adminSession(page, ctx) {
     eq(`csv: hall ${hl.hall_id.slice(-4)} meals`, r ? Number(r[mi]) : 'no row', hl.meals);
   }
 
+  /* the township filter of a county account */
+  await page.evaluate(() => document.querySelector('[data-testid=view]').removeAttribute('data-ready'));
+  await page.selectOption('[data-testid=township]', E.supervisor.township_id);
+  await page.waitForSelector('[data-testid=view][data-ready="1"] [data-testid=view-meals]', { timeout: TIMEOUT });
+  const T = E.township;
+  eq('township filter: its meals', await value(page, '[data-testid=kpi-meals]'), T.figures.meals);
+  eq('township filter: its halls', (await page.$$eval('[data-testid=hall-row]', (rs) => rs.map((r) => r.dataset.id).sort())).join(),
+    T.halls.map((x) => x.hall_id).sort().join());
+  await page.evaluate(() => document.querySelector('[data-testid=view]').removeAttribute('data-ready'));
+  await page.selectOption('[data-testid=township]', '');
+  await page.waitForSelector('[data-testid=view][data-ready="1"] [data-testid=view-meals]', { timeout: TIMEOUT });
+  eq('township filter off: the county again', await value(page, '[data-testid=kpi-meals]'), C.figures.meals);
+
   /* retrofits */
   await open(page, '#/retrofits', 'view-retrofits');
   for (const st of Object.keys(C.funnel)) eq('retrofits: funnel ' + st, await value(page, `[data-testid=funnel-${st}]`), C.funnel[st]);

@@ -887,7 +887,7 @@ async function viewVisits(p) {
   const v = await api('/api/visits' + qs({ month: p.month, campaign: p.campaign, township: tw }));
   const cp = { month: v.month, township: tw, campaign: p.campaign };
   const cov = v.coverage || { must: 0, visited: 0, categories: [], townships: [] };
-  const head = v.campaign ? h('div', { class: 'card' }, h('div', { class: 'body campaign', 'data-testid': 'campaign', 'data-id': v.campaign.id },
+  const head = v.campaign && v.campaign.id ? h('div', { class: 'card' }, h('div', { class: 'body campaign', 'data-testid': 'campaign', 'data-id': v.campaign.id },
     h('span', { class: 'tag info' }, t('campaign')), h('b', null, v.campaign.name),
     h('span', { class: 'muted' }, v.campaign.start_date + ' — ' + v.campaign.end_date))) : null;
   const covCard = card(t('coverage'), { testid: 'coverage-card' }, h('div', { class: 'donut-wrap' },
@@ -1116,7 +1116,10 @@ function conflictCard(c, status) {
       h('div', { class: 'tools' }, h('span', { class: 'muted' }, fmtTime(c.created_at)))),
     h('div', { class: 'body' }, h('div', { class: 'meta' },
       h('span', null, t('township') + '：' + (c.township || '—')), h('span', null, t('from_device') + '：', h('span', { class: 'mono' }, shortId(c.device_id))),
-      res ? h('span', { 'data-testid': 'resolution' }, t('resolution') + '：' + (typeof res === 'object' ? tl('', res.action || '') + (res.by ? ' · ' + res.by : '') + (res.at ? ' · ' + fmtTime(res.at) : '') : String(res))) : null)),
+      res || c.resolved_at ? h('span', { 'data-testid': 'resolution', 'data-action': res && res.action },
+        h('span', { class: 'tag ok' }, t('resolution') + '：' + (res && typeof res === 'object' ? tl('', res.action || '') : String(res || ''))),
+        (c.resolved_by || (res && res.by)) ? ' ' + (c.resolved_by || res.by) : '',
+        (c.resolved_at || (res && res.at)) ? ' · ' + fmtTime(c.resolved_at || res.at) : '') : null)),
     !columns.length ? null : (!showCur && !showWin)
       ? h('div', { class: 'tbl-wrap' }, h('table', { class: 'tbl cmp-tbl one-side' },
           h('thead', null, h('tr', null, h('th', null, ''), columns.map((col) => h('th', null, tl('c_', col.name))))),

@@ -239,6 +239,10 @@ async function adminSession(page, ctx) {
   eq('conflicts: resolved card leaves the queue', await page.$(card), null);
   await open(page, '#/conflicts?status=resolved', 'view-conflicts');
   check('conflicts: listed as resolved', await page.$(`[data-testid=conflict][data-row="${X.row_id}"]`), 'not in resolved list');
+  eq('conflicts: resolution recorded as apply', await page.getAttribute(`[data-testid=conflict][data-row="${X.row_id}"] [data-testid=resolution]`, 'data-action'), 'apply');
+  eq('conflicts: the chosen phone is now current', (await page.textContent(`[data-testid=conflict][data-row="${X.row_id}"] [data-testid=cur-${X.pick_column}]`)).trim(), X.pick_value);
+  eq('conflicts: the edited address is now current', (await page.textContent(`[data-testid=conflict][data-row="${X.row_id}"] [data-testid=cur-${X.edit_column}]`)).trim(), X.edit_value);
+  await shot(page, 'conflicts-resolved');
 
   /* devices: list, enrollment code with QR, revoke */
   await open(page, '#/devices', 'view-devices');

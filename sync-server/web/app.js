@@ -215,7 +215,6 @@ function fmtTime(ms) {
  * together, so the short form is the random tail. */
 function shortId(id) { return id ? '…' + String(id).slice(-8) : '—'; }
 function isMoneyKey(k) { return /_fen$/.test(k); }
-function fmtBy(k, v) { return isMoneyKey(k) ? yuan(v) : num(v); }
 function monthLabel(m) {
   if (!m) return '';
   const [y, mo] = m.split('-');
@@ -763,7 +762,7 @@ async function viewOverview(p) {
         card(t('compare'), { hint: monthLabel(ov.month) + ' / ' + monthLabel(ov.prev_month), tools: csvLink('overview', 'figures', { month: ov.month, township: tw }) },
           legend(cmpSeries), cmp),
         trend),
-      card(t('attention'), { testid: 'attention-card' }, total === 0 ? h('div', { class: 'empty' }, t('all_clear')) : null, attn)));
+      card(t('attention'), { testid: 'attention-card', cls: 'attn-card' }, total === 0 ? h('div', { class: 'empty' }, t('all_clear')) : null, attn)));
   return { page, month: ov.month };
 }
 

@@ -38,7 +38,7 @@ const I18N = {
     breakfast: '早餐', lunch: '午餐', dinner: '晚餐', total: '合计',
     funnel: '改造进度漏斗', target: '年度目标', target_n: '年度目标 {n} 户', of_target: '占目标',
     applied: '已申请', assessed: '已评估', approved: '已审批', works: '施工中', accepted: '已验收', paid: '已拨付',
-    by_township: '各乡镇案件（按当前状态）', overdue: '超期案件', overdue_hint: '在申请、评估或施工环节停留超过规定天数',
+    by_township: '各乡镇案件（按当前状态）', by_township_t: '各乡镇案件明细', overdue: '超期案件', overdue_hint: '在申请、评估或施工环节停留超过规定天数',
     case_id: '案件编号', since: '起始日期', days: '停留天数', costs: '改造资金',
     estimated_fen: '预估费用', approved_fen: '核定补助', final_fen: '决算金额', cases: '案件数',
     coverage: '应访老人覆盖率', visited: '已走访', must: '应访', not_visited: '未走访',
@@ -110,7 +110,7 @@ const I18N = {
     breakfast: 'Breakfast', lunch: 'Lunch', dinner: 'Dinner', total: 'Total',
     funnel: 'Retrofit funnel', target: 'Annual target', target_n: 'Target {n} homes', of_target: 'of target',
     applied: 'Applied', assessed: 'Assessed', approved: 'Approved', works: 'Works', accepted: 'Accepted', paid: 'Paid',
-    by_township: 'Cases by township (current status)', overdue: 'Overdue cases',
+    by_township: 'Cases by township (current status)', by_township_t: 'Cases by township: table', overdue: 'Overdue cases',
     overdue_hint: 'Stayed in applied, assessed or works longer than allowed',
     case_id: 'Case', since: 'Since', days: 'Days', costs: 'Costs', estimated_fen: 'Estimated',
     approved_fen: 'Approved subsidy', final_fen: 'Final cost', cases: 'Cases',
@@ -860,7 +860,7 @@ async function viewRetrofits(p) {
   const twChart = card(t('by_township'), { tools: csvLink('retrofits', 'townships', cp) }, legend(tser),
     r.townships.length ? barChart({ id: 'chart-retrofit-townships', stacked: true, height: 250,
       cats: r.townships.map((x) => ({ key: x.township_id, label: x.name })), series: tser }) : h('div', { class: 'empty' }, t('none')));
-  const twTable = card(t('by_township'), { flush: true, tools: csvLink('retrofits', 'townships', cp) }, table({
+  const twTable = card(t('by_township_t'), { flush: true, tools: csvLink('retrofits', 'townships', cp) }, table({
     id: 'table-retrofit-townships', rowid: 'rtw-row', idkey: 'township_id', rows: r.townships.map((x) => Object.assign({ _total: STATUSES.reduce((a, st) => a + (x[st] || 0), 0) }, x)),
     cols: [{ key: 'name', label: t('township') }].concat(STATUSES.map((st) => ({ key: st, label: t(st), num: true })),
       [{ key: '_total', label: t('total'), num: true }]) }));

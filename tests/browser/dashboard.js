@@ -164,6 +164,9 @@ async function adminSession(page, ctx) {
   eq('meals: daily chart adds up (dine-in)', daySum, mt.dine_in);
   const tipText = await page.$eval('[data-testid=chart-meals-days] rect[data-series=dine_in]', (r) => r.querySelector('title') && r.querySelector('title').textContent);
   check('meals: chart bars carry their number on hover', tipText && /\d/.test(tipText), tipText);
+  await page.hover('[data-testid=chart-meals-days] rect[data-series=dine_in][data-value]:not([data-value="0"])');
+  await page.waitForSelector('.tip:not(.hidden)', { timeout: TIMEOUT });
+  check('meals: hovering a bar shows its number', /\d/.test(await page.textContent('.tip')), await page.textContent('.tip'));
   eq('meals: duplicate claims listed', await value(page, '[data-testid=dup-count]'), C.duplicates);
   await shot(page, 'meals');
 
@@ -216,6 +219,10 @@ async function adminSession(page, ctx) {
   }
   eq('visits: unvisited listed', (await page.$$('[data-testid=unvisited-row]')).length, C.coverage.must - C.coverage.visited);
   for (const k of Object.keys(C.kinds)) eq('visits: kind ' + k, await value(page, `[data-testid=chart-visit-kinds] rect[data-cat=${k}]`), C.kinds[k]);
+  const [vdl] = await Promise.all([page.waitForEvent('download', { timeout: TIMEOUT }), page.click('[data-testid=csv-visits-unvisited]')]);
+  const vrows = parseCsv(fs.readFileSync(await vdl.path(), 'utf8'));
+  eq('csv: one row per unvisited senior', vrows.length - 1, C.coverage.must - C.coverage.visited);
+  check('csv: Chinese survives the round trip', vrows.slice(1).every((r) => r.some((f) => /[\u4e00-\u9fff]/.test(f))), JSON.stringify(vrows[1]));
   eq('visits: cash', await value(page, '[data-testid=kpi-cash_fen]'), C.handouts.cash_fen);
   eq('visits: goods value', await value(page, '[data-testid=kpi-goods_value_fen]'), C.handouts.goods_value_fen);
   await shot(page, 'visits');

@@ -108,6 +108,7 @@ async function adminSession(page, ctx) {
     await page.textContent('[data-testid=login-error]'));
   eq('wrong password: no session (/api/me)', (await pageFetch(page, '/api/me')).status, 401);
   eq('wrong password: still on the login form', await page.isVisible('[data-testid=login-form]'), true);
+  await shot(page, 'login-refused');
 
   await login(page, E.admin.name, E.admin.password);
   await page.waitForSelector('[data-testid=view][data-ready="1"] [data-testid=view-overview]', { timeout: TIMEOUT });

@@ -30,7 +30,7 @@ const I18N = {
     a_open_conflicts: '待审核的数据冲突', a_overdue_retrofits: '超期未推进的改造案件',
     a_unvisited_must_visit: '尚未走访的应访老人', a_stale_devices: '超过3天未同步的设备',
     a_duplicate_claims: '本月拦截的重复助餐申领',
-    trend12: '近12个月助餐人次', last12: '近12个月', compare: '本月与上月对比',
+    trend12: '近12个月助餐人次', last12: '近12个月', unit_yuan: '单位：元', compare: '本月与上月对比',
     dine_in: '堂食', delivery: '送餐', paid_fen: '个人自付', subsidy: '补贴', meals_n: '人次',
     meals_by_day: '每日助餐人次', meals_by_hall: '各助餐点本月人次', hall_day: '各助餐点每日人次',
     halls: '助餐点', hall: '助餐点', date: '日期', period: '餐次', status: '状态', at: '时间',
@@ -102,7 +102,7 @@ const I18N = {
     a_open_conflicts: 'Conflicts awaiting review', a_overdue_retrofits: 'Overdue retrofit cases',
     a_unvisited_must_visit: 'Must-visit seniors not yet visited', a_stale_devices: 'Devices not synced for 3 days',
     a_duplicate_claims: 'Duplicate meal claims caught this month',
-    trend12: 'Meals, last 12 months', last12: 'Last 12 months', compare: 'This month against last month',
+    trend12: 'Meals, last 12 months', last12: 'Last 12 months', unit_yuan: 'in yuan', compare: 'This month against last month',
     dine_in: 'Dine-in', delivery: 'Delivery', paid_fen: 'Paid by seniors', subsidy: 'Subsidy', meals_n: 'meals',
     meals_by_day: 'Meals per day', meals_by_hall: 'Meals per hall this month', hall_day: 'Meals per hall per day',
     halls: 'Dining halls', hall: 'Hall', date: 'Date', period: 'Meal', status: 'Status', at: 'Time',
@@ -824,7 +824,7 @@ async function viewMeals(p) {
   const months = card(t('trend12'), null, lineChart({ id: 'chart-meals-months', area: true, height: 200,
     cats: m12.map((x) => ({ key: x.month, label: monthLabel(x.month), short: monthShort(x.month) })),
     series: [{ key: 'meals', label: t('f_meals'), color: PALETTE[0], values: m12.map((x) => x.meals) }] }));
-  const subsidyMonths = card(t('f_subsidy_fen'), { hint: t('last12') }, barChart({ id: 'chart-subsidy-months', money: true, height: 200,
+  const subsidyMonths = card(t('f_subsidy_fen'), { hint: t('last12') + ' · ' + t('unit_yuan') }, barChart({ id: 'chart-subsidy-months', money: true, height: 200,
     cats: m12.map((x) => ({ key: x.month, label: monthLabel(x.month), short: monthShort(x.month) })),
     series: [{ key: 'subsidy_fen', label: t('f_subsidy_fen'), color: PALETTE[2], values: m12.map((x) => x.subsidy_fen) }] }));
   const dups = card(t('duplicates'), { hint: t('duplicates_hint'), flush: true, testid: 'dups-card', tools: [

@@ -47,6 +47,7 @@ static char dir[128];
 static char month[32], prev_month[32], year[32], today[32], day1[48], prev_day1[48], old_day[32];
 static char expect_path[256], result_path[256];
 static cJSON *result;
+static int steps_ok;                 /* tests that ran to their end; all: the scratch dir goes */
 
 /* Tablets kept across the tests. */
 static struct sync_client *care_a, *care_b;
@@ -391,12 +392,14 @@ static void test_county_day(void)
     sync_client_close(h0);
     sync_client_close(h1);
     sync_client_close(h2);
+    steps_ok++;
 }
 
 static void test_users(void)
 {
     ASSERT_EQ(srv_add_user(&srv, "admin", "county_admin", NULL, "correct horse battery"), 0);
     ASSERT_EQ(srv_add_user(&srv, "lq_sup", "township_supervisor", cty.twp[1], "longquan-2026"), 0);
+    steps_ok++;
 }
 
 /* ---- expected figures, straight from the database ------------------------ */
@@ -572,6 +575,7 @@ static void test_write_expectations(void)
     fclose(f);
     free(text);
     cJSON_Delete(root);
+    steps_ok++;
 }
 
 /* ---- the browser ---------------------------------------------------------- */
@@ -616,6 +620,7 @@ static void test_browser(void)
     ASSERT_EQ(bad, 0);
     ASSERT_GE(ok, 40);                                 /* the script really ran its checks */
     ASSERT_EQ(rc, 0);
+    steps_ok++;
 }
 
 /* The supervisor's resolution syncs to the tablet whose value had won. */
@@ -647,6 +652,7 @@ static void test_resolution_reaches_tablet(void)
     sync_client_close(care_a);
     sync_client_close(care_b);
     care_a = care_b = NULL;
+    steps_ok++;
 }
 
 /* The code the page showed enrolls a tablet of the role and scope asked for. */
@@ -669,6 +675,7 @@ static void test_code_from_page_enrolls(void)
     ASSERT_STR_EQ(st.township_id, hex(cty.twp[2], hx));
     sync_ok(c);
     sync_client_close(c);
+    steps_ok++;
 }
 
 /* The device revoked in the page can no longer sync. */
@@ -681,6 +688,7 @@ static void test_revoked_device_refused(void)
     struct sync_client *c = tablet_open(path);
     ASSERT_EQ(sync_run(c, NULL), SYNC_EAUTH);
     sync_client_close(c);
+    steps_ok++;
 }
 
 static void test_stop(void)
@@ -691,6 +699,11 @@ static void test_stop(void)
         sync_client_close(care_b);
     cJSON_Delete(result);
     srv_stop(&srv);
+    if (steps_ok == 7) {                               /* kept for a look when anything failed */
+        char cmd[192];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        ASSERT_EQ(system(cmd), 0);
+    }
 }
 
 int main(void)

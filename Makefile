@@ -108,13 +108,13 @@ CAMPAIGN_KILLS ?= 200
 CAMPAIGN_OPS   ?= 10000
 soak: build/.deps-ok
 	$(MAKE) all
-	ES_LOAD_TABLETS=500 ES_LOAD_SECONDS=$(SOAK_SECONDS) \
-	    ES_LOAD_WARMUP_S=$$(( $(SOAK_SECONDS) / 5 )) $(B)/tests/test_load
+	ES_LOAD_TABLETS=500 ES_LOAD_SECONDS=$(SOAK_SECONDS) ES_LOAD_THINK_MS=20000 \
+	    ES_LOAD_MEALS=10 ES_LOAD_WARMUP_S=$$(( $(SOAK_SECONDS) / 2 )) $(B)/tests/test_load
 	ES_SLOW_CONNS=1000 ES_SLOW_SECONDS=60 $(B)/tests/test_hardening
 campaign: build/.deps-ok
 	$(MAKE) all
 	ES_KILL_TABLETS=50 ES_KILL_MIN=$(CAMPAIGN_KILLS) ES_KILL_OPS=$(CAMPAIGN_OPS) \
-	    $(B)/tests/test_crash
+	    ES_KILL_SPAN_MS=1000 $(B)/tests/test_crash
 	ES_OFFLINE_WRITES=10000 $(B)/tests/test_tablet_faults
 
 DEMO_DB ?= var/demo.db

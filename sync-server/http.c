@@ -32,6 +32,7 @@
 #include "http.h"
 
 #include <dirent.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,7 @@ struct http_state {
     struct ratelimit dev, ip;
     struct watchdog  wd;
     struct gate      gate;
+    atomic_int       ready;       /* every handler is registered */
 };
 
 static int64_t mono_ms(void)
@@ -656,6 +658,15 @@ static int begin_request(struct mg_connection *conn)
     double retry = 0;
     if (st != NULL)
         gate_busy(&st->gate, ri, request_fd(conn, st), 1);
+    /* CivetWeb accepts from mg_start() on, before the handlers are set: a
+     * tablet retrying against a restarting server would get 404. */
+    if (st != NULL && !atomic_load(&st->ready)) {
+        static const char msg[] =
+            "{\"error\":\"busy\",\"detail\":\"the server is starting; retry in 1 s\"}";
+        send_reply(conn, 503, "application/json", msg, sizeof msg - 1,
+                   "Retry-After: 1\r\nConnection: close\r\n");
+        return 503;
+    }
     if (st == NULL || !ratelimit_enabled(&st->ip))
         return 0;
     size_t n = ip_key(ri->remote_addr, key);
@@ -930,6 +941,7 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
     mg_set_request_handler(srv->mg, "/v1/push$", handle_push, st);
     mg_set_request_handler(srv->mg, "/v1/pull$", handle_pull, st);
     mg_set_request_handler(srv->mg, "/", handle_other, st);
+    atomic_store(&st->ready, 1);
     struct mg_server_port ports[4];
     int n = mg_get_server_ports(srv->mg, 4, ports);
     *port = n > 0 ? ports[0].port : 0;

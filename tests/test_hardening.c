@@ -693,7 +693,7 @@ static void test_slowloris(void)
     (void)open_at_end;
     ASSERT_EQ(fails, 0);
     ASSERT_GE(nlat, 3);
-    ASSERT_GE(s.open_now_max, nslow / 2);        /* the attack did hold its connections */
+    ASSERT_GE(s.open_now_max, nslow / 2);        /* the attack kept its sockets open */
     ASSERT_GT(s.closed_by_server, nslow);         /* ... and the server kept shutting them */
     char q[64];
     snprintf(q, sizeof q, "SELECT count(*) FROM meal_logs");

@@ -1,10 +1,11 @@
 /* test_load.c - many tablets syncing at once against one server.
  *
- * ES_LOAD_TABLETS tablets (default 500), one thread each, every one a real
+ * ES_LOAD_TABLETS tablets (default 500; 150 under ASan), one thread each, every one a real
  * SDK tablet in its own dining hall (two tablets a hall), enroll, take
  * their first sync, and then for ES_LOAD_SECONDS (default 4) record
  * meals and sync over loopback HTTP, with a random pause (0 ..
- * ES_LOAD_THINK_MS, default 2000) between syncs.  Then every tablet syncs
+ * ES_LOAD_THINK_MS, default 2000) between syncs, 1 .. ES_LOAD_MEALS
+ * (default 3) meals a sync.  Then every tablet syncs
  * once more and the test checks:
  *
  *   - no sync failed, during the load or after (errors: 0);
@@ -16,7 +17,10 @@
  * memory after enrollment, after a warm-up (the first ES_LOAD_WARMUP_S
  * seconds of load, default a fifth of the run) and at the end: figures,
  * not assertions (the machine is shared).  `make soak` runs it with 500
- * tablets for SOAK_SECONDS (default 600).
+ * tablets for SOAK_SECONDS (default 600), a sync every 0-20 s each and
+ * 1-10 meals a sync.  The server's SQLite page cache (cache_size, 64 MiB)
+ * grows with the database until it is full, so RSS is printed beside the
+ * database's size.
  *
  * The server runs with the address limits off (ip_rate_per_s 0,
  * conns_per_ip 0): every tablet here comes from 127.0.0.1, as they would
@@ -31,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -43,6 +48,13 @@
 #include "util.h"
 
 #define PER_HALL 2
+
+/* make test SAN=1: fewer tablets (each is several times slower there). */
+#if defined(__SANITIZE_ADDRESS__)
+#define DEFAULT_TABLETS 150
+#else
+#define DEFAULT_TABLETS 500
+#endif
 
 static int64_t mono_ms(void)
 {
@@ -85,7 +97,7 @@ struct tab {
 static struct county     g_c;
 static struct srv_proc   g_srv;
 static struct tab       *g_tabs;
-static int               g_ntab, g_think_ms;
+static int               g_ntab, g_think_ms, g_meals;
 static atomic_int        g_go, g_stop, g_ready;
 
 static int push_id(struct tab *t, const uint8_t id[16])
@@ -126,7 +138,7 @@ static void note_error(struct tab *t, const char *what)
 static void *tab_main(void *arg)
 {
     struct tab *t = arg;
-    char name[32], sql[1024], a[36], b[36], h[36];
+    char name[32], sql[4096], a[36], b[36], h[36];
     snprintf(name, sizeof name, "t%03d", t->idx);
     t->c = tablet_enroll(&g_srv, name, t->code);
     if (t->c == NULL) {
@@ -140,7 +152,7 @@ static void *tab_main(void *arg)
     while (!atomic_load(&g_go))
         sleep_ms(5);
     while (!atomic_load(&g_stop)) {
-        int n = 1 + (int)rnd_below(&t->rng, 3);
+        int n = 1 + (int)rnd_below(&t->rng, (unsigned)g_meals);
         size_t len = 0;
         for (int k = 0; k < n; k++) {
             uint8_t id[16];
@@ -171,6 +183,20 @@ static void *tab_main(void *arg)
     return NULL;
 }
 
+/* The county database's size with its WAL, kB. */
+static long db_kb(const char *db)
+{
+    char path[256];
+    struct stat st;
+    long kb = 0;
+    if (stat(db, &st) == 0)
+        kb += (long)(st.st_size / 1024);
+    snprintf(path, sizeof path, "%s-wal", db);
+    if (stat(path, &st) == 0)
+        kb += (long)(st.st_size / 1024);
+    return kb;
+}
+
 static int cmp_i32(const void *a, const void *b)
 {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -199,10 +225,13 @@ static void add_halls(int nhall, uint8_t (*hall)[16], int *twp)
 static void test_many_tablets(void)
 {
     char dir[128], db[192];
-    g_ntab = env_int("ES_LOAD_TABLETS", 500);
+    g_ntab = env_int("ES_LOAD_TABLETS", DEFAULT_TABLETS);
     int secs = env_int("ES_LOAD_SECONDS", 4);
     int warm = env_int("ES_LOAD_WARMUP_S", secs / 5);
     g_think_ms = env_int("ES_LOAD_THINK_MS", 2000);
+    g_meals = env_int("ES_LOAD_MEALS", 3);
+    if (g_meals < 1 || g_meals > 12)
+        g_meals = 3;
     ASSERT_GE(g_ntab, PER_HALL);
     int nhall = (g_ntab + PER_HALL - 1) / PER_HALL;
 
@@ -261,13 +290,22 @@ static void test_many_tablets(void)
 
     int64_t t0 = mono_ms();
     atomic_store(&g_go, 1);
-    long rss_warm = -1;
-    if (warm > 0 && warm < secs) {
-        sleep_ms(warm * 1000);
-        rss_warm = srv_rss_kb(&g_srv);
-        sleep_ms((secs - warm) * 1000);
-    } else {
-        sleep_ms(secs * 1000);
+    long rss_warm = -1, rss_max = 0, db_warm = 0;
+    char series[2048] = "";
+    size_t slen = 0;
+    int every = secs >= 300 ? 60 : secs >= 30 ? 10 : 1;
+    for (int sec = 1; sec <= secs; sec++) {
+        sleep_ms((int)(t0 + sec * 1000 - mono_ms() > 0 ? t0 + sec * 1000 - mono_ms() : 0));
+        long rss = srv_rss_kb(&g_srv);
+        if (rss > rss_max)
+            rss_max = rss;
+        if (sec == warm) {
+            rss_warm = rss;
+            db_warm = db_kb(db);
+        }
+        if (sec % every == 0 && slen < sizeof series - 64)
+            slen += (size_t)snprintf(series + slen, sizeof series - slen, " %ds:%ld/%ld", sec,
+                                     rss / 1024, db_kb(db) / 1024);
     }
     atomic_store(&g_stop, 1);
     for (int i = 0; i < g_ntab; i++)
@@ -352,12 +390,14 @@ static void test_many_tablets(void)
            "%.1f s; %ld syncs (%.1f/s), %ld errors, %ld final-sync errors, %ld enrollments "
            "failed; %ld meals written, %ld on the server, %ld lost or doubled; %ld tablets "
            "diverged; sync latency p50 %d ms, p99 %d ms, max %d ms; server RSS %ld kB enrolled, "
-           "%ld kB after %d s warm-up, %ld kB at the end (%+.1f%% since warm-up)\n",
+           "%ld kB after %d s warm-up (database %ld kB), %ld kB at the end (%+.1f%% since "
+           "warm-up; database %ld kB), %ld kB at most; RSS/database MB by time:%s\n",
            g_ntab, nhall, ran_ms / 1e3, g_think_ms, t_enroll / 1e3, syncs,
            syncs / (ran_ms / 1e3), errors, final_errors, enroll_failed, written, on_server, lost,
            diverged, m ? all[m / 2] : -1, m ? all[m * 99 / 100] : -1, m ? all[m - 1] : -1,
-           rss_enrolled, rss_warm, warm, rss_end,
-           rss_warm > 0 ? 100.0 * (double)(rss_end - rss_warm) / (double)rss_warm : 0.0);
+           rss_enrolled, rss_warm, warm, db_warm, rss_end,
+           rss_warm > 0 ? 100.0 * (double)(rss_end - rss_warm) / (double)rss_warm : 0.0,
+           db_kb(db), rss_max, series);
     fflush(stdout);
     free(all);
 

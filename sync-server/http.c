@@ -558,6 +558,13 @@ static void gate_scan(struct gate *g)
         run = i > 0 && w[i].iplen == w[i - 1].iplen &&
               memcmp(w[i].ip, w[i - 1].ip, w[i].iplen) == 0 ? run + 1 : 0;
         if (run >= (size_t)g->cap) {
+            /* Still the socket looked at?  (Closed and reused since, the
+             * descriptor would now be another connection's.) */
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            if (getpeername(w[i].fd, (struct sockaddr *)&ss, &sl) != 0 ||
+                sockaddr_port(&ss) != g->rec[w[i].fd].port)
+                continue;
             shutdown(w[i].fd, SHUT_RDWR);
             g->rec[w[i].fd].shut = 1;
             refused++;

@@ -790,7 +790,7 @@ static int64_t count_id(struct id_probe *p, const uint8_t id[16]) { return probe
  * halls, driven by up to 8 threads, write meals and push and pull while
  * the killer SIGKILLs the server at random moments; the server is
  * restarted on the same port each time, and killed again 0 ..
- * ES_KILL_SPAN_MS later (default: twice a push, at least 30 ms).  It goes
+ * ES_KILL_SPAN_MS later (default: twice a push, at least 100 ms).  It goes
  * on until ES_KILL_MIN kills (default 30) have landed during a request
  * and ES_KILL_OPS pushes and pulls (default 0) have completed. */
 static void test_server_kill(void)
@@ -843,8 +843,8 @@ static void test_server_kill(void)
         g_tabs[i].acked = g_tabs[i].ids.n;
     }
     unsigned span = (unsigned)(push_s * 2e6);
-    if (span < 30000)
-        span = 30000;
+    if (span < 100000)
+        span = 100000;
     if (env_int("ES_KILL_SPAN_MS", 0) > 0)           /* longer lives: more work between kills */
         span = (unsigned)env_int("ES_KILL_SPAN_MS", 0) * 1000u;
 

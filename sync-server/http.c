@@ -34,6 +34,7 @@
 #include <dirent.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -601,11 +602,6 @@ static void gate_busy(struct gate *g, const struct mg_request_info *ri, int fd, 
     pthread_mutex_unlock(&g->lock);
 }
 
-/* CivetWeb's per-connection data: the socket, found once per connection. */
-struct conn_info {
-    int fd;                        /* -2: not looked up yet, -1: not found */
-};
-
 /* A worker took a new connection (nothing of it read yet; CivetWeb tells
  * neither its socket nor its address here): ask for a scan soon, so that a
  * connection over its address's cap is shut before it holds the worker
@@ -613,10 +609,7 @@ struct conn_info {
 static int init_connection(const struct mg_connection *conn, void **conn_data)
 {
     struct http_state *st = mg_get_user_context_data(conn);
-    struct conn_info *ci = malloc(sizeof *ci);
-    if (ci)
-        ci->fd = -2;
-    *conn_data = ci;
+    *conn_data = NULL;
     if (st && st->wd.running) {
         pthread_mutex_lock(&st->wd.lock);
         if (!st->wd.kicked) {
@@ -628,30 +621,28 @@ static int init_connection(const struct mg_connection *conn, void **conn_data)
     return 0;
 }
 
-static void connection_closed(const struct mg_connection *conn)
-{
-    free(mg_get_user_connection_data(conn));
-}
-
-/* The connection's socket (see conn_fd), cached in its conn_data. */
+/* The connection's socket (see conn_fd), kept in CivetWeb's per-connection
+ * data as the value itself (fd + 2; 1: not found; NULL: not looked up),
+ * so there is nothing to free. */
 static int request_fd(struct mg_connection *conn, struct http_state *st)
 {
-    struct conn_info *ci = mg_get_user_connection_data(conn);
-    if (ci == NULL)
-        return conn_fd(&st->wd, mg_get_request_info(conn));
-    if (ci->fd == -2)
-        ci->fd = conn_fd(&st->wd, mg_get_request_info(conn));
-    return ci->fd;
+    intptr_t v = (intptr_t)mg_get_user_connection_data(conn);
+    if (v == 0) {
+        int fd = conn_fd(&st->wd, mg_get_request_info(conn));
+        v = fd >= 0 ? (intptr_t)fd + 2 : 1;
+        mg_set_user_connection_data(conn, (void *)v);
+    }
+    return (int)(v - 2);
 }
 
 static void end_request(const struct mg_connection *conn, int status)
 {
     struct http_state *st = mg_get_user_context_data(conn);
-    struct conn_info *ci = mg_get_user_connection_data(conn);
     const struct mg_request_info *ri = mg_get_request_info(conn);
+    intptr_t v = (intptr_t)mg_get_user_connection_data(conn);
     (void)status;
-    if (st && ci && ri && ci->fd >= 0)
-        gate_busy(&st->gate, ri, ci->fd, 0);
+    if (st && ri && v >= 2)
+        gate_busy(&st->gate, ri, (int)(v - 2), 0);
 }
 
 /* Every request, health checks too, before its handler reads a byte of
@@ -934,7 +925,6 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
     cbs.begin_request = begin_request;
     cbs.end_request = end_request;
     cbs.init_connection = init_connection;
-    cbs.connection_closed = connection_closed;
     mg_init_library(0);
     srv->mg = mg_start(&cbs, st, options);
     if (srv->mg == NULL) {

@@ -4,7 +4,7 @@
  * SDK tablet in its own dining hall (two tablets a hall), enroll, take
  * their first sync, and then for ES_LOAD_SECONDS (default 4) record
  * meals and sync over loopback HTTP, with a random pause (0 ..
- * ES_LOAD_THINK_MS, default 2000) between syncs, 1 .. ES_LOAD_MEALS
+ * ES_LOAD_THINK_MS, default 10000) between syncs, 1 .. ES_LOAD_MEALS
  * (default 3) meals a sync.  Then every tablet syncs
  * once more and the test checks:
  *
@@ -228,7 +228,7 @@ static void test_many_tablets(void)
     g_ntab = env_int("ES_LOAD_TABLETS", DEFAULT_TABLETS);
     int secs = env_int("ES_LOAD_SECONDS", 4);
     int warm = env_int("ES_LOAD_WARMUP_S", secs / 5);
-    g_think_ms = env_int("ES_LOAD_THINK_MS", 2000);
+    g_think_ms = env_int("ES_LOAD_THINK_MS", 10000);
     g_meals = env_int("ES_LOAD_MEALS", 3);
     if (g_meals < 1 || g_meals > 12)
         g_meals = 3;

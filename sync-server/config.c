@@ -27,6 +27,12 @@ static void defaults(struct config *c)
     c->log_level = 2;
     c->utc_offset_min = 480;
     c->max_pin_failures = 5;
+    c->session_ttl_s = 8 * 3600;
+    c->session_idle_s = 3600;
+    c->login_rate_per_min = 10;
+    c->login_burst = 10;
+    c->retrofit_target = 120;
+    c->retrofit_overdue_days = 30;
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -104,7 +110,10 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
            ttl = cfg->enroll_code_ttl_s, ahead = (double)cfg->max_clock_ahead_ms,
            lvl = cfg->log_level, off = cfg->utc_offset_min,
            drate = cfg->device_rate_per_s, dburst = cfg->device_burst,
-           irate = cfg->ip_rate_per_s, iburst = cfg->ip_burst, pinf = cfg->max_pin_failures;
+           irate = cfg->ip_rate_per_s, iburst = cfg->ip_burst, pinf = cfg->max_pin_failures,
+           sttl = cfg->session_ttl_s, sidle = cfg->session_idle_s,
+           lrate = cfg->login_rate_per_min, lburst = cfg->login_burst,
+           rtarget = cfg->retrofit_target, rover = cfg->retrofit_overdue_days;
     const char *bad = NULL;
     if (get_str(j, "listen", cfg->listen, sizeof cfg->listen)) bad = "listen";
     else if (get_str(j, "db", cfg->db, sizeof cfg->db)) bad = "db";
@@ -127,6 +136,13 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     else if (get_num(j, "ip_rate_per_s", 0, 1e6, &irate)) bad = "ip_rate_per_s";
     else if (get_num(j, "ip_burst", 0, 1e6, &iburst) || (iburst > 0 && iburst < 1))
         bad = "ip_burst";
+    else if (get_num(j, "session_ttl_s", 60, 30 * 86400.0, &sttl)) bad = "session_ttl_s";
+    else if (get_num(j, "session_idle_s", 60, 30 * 86400.0, &sidle)) bad = "session_idle_s";
+    else if (get_num(j, "login_rate_per_min", 0, 1e6, &lrate)) bad = "login_rate_per_min";
+    else if (get_num(j, "login_burst", 0, 1e6, &lburst) || (lburst > 0 && lburst < 1))
+        bad = "login_burst";
+    else if (get_num(j, "retrofit_target", 0, 1e7, &rtarget)) bad = "retrofit_target";
+    else if (get_num(j, "retrofit_overdue_days", 1, 3650, &rover)) bad = "retrofit_overdue_days";
     cJSON_Delete(j);
     if (bad) {
         snprintf(err, errlen, "%s: bad value for \"%s\"", path, bad);
@@ -147,6 +163,12 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     cfg->device_burst = dburst;
     cfg->ip_rate_per_s = irate;
     cfg->ip_burst = iburst;
+    cfg->session_ttl_s = (int)sttl;
+    cfg->session_idle_s = (int)sidle;
+    cfg->login_rate_per_min = lrate;
+    cfg->login_burst = lburst;
+    cfg->retrofit_target = (int)rtarget;
+    cfg->retrofit_overdue_days = (int)rover;
     return 0;
 }
 

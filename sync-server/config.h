@@ -29,6 +29,13 @@ struct config {
     int64_t max_clock_ahead_ms;  /* HLCs further ahead are clamped */
     int     log_level;
     int     max_pin_failures;    /* wrong PINs in a row before a tablet wipes its keys */
+    /* The dashboard (docs/DASHBOARD.md). */
+    int     session_ttl_s;       /* a login lasts at most this long ... */
+    int     session_idle_s;      /* ... and ends after this long unused */
+    double  login_rate_per_min;  /* login attempts per account and per address */
+    double  login_burst;
+    int     retrofit_target;     /* retrofits the county must complete a year */
+    int     retrofit_overdue_days; /* a case this long in one step is overdue */
 };
 
 /* Fills defaults, then reads path (NULL: defaults only).  Returns 0, or -1

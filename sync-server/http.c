@@ -48,6 +48,7 @@
 #include <cjson/cJSON.h>
 
 #include "auth.h"
+#include "dash.h"
 #include "eldersync.h"
 #include "envelope.h"
 #include "log.h"
@@ -138,6 +139,7 @@ struct http_state {
     struct watchdog  wd;
     struct gate      gate;
     atomic_int       ready;       /* every handler is registered */
+    struct dash     *dash;       /* the supervisors' dashboard (dash.h) */
 };
 
 static int64_t mono_ms(void)
@@ -337,8 +339,8 @@ static int conn_fd(struct watchdog *wd, const struct mg_request_info *ri)
     return -1;
 }
 
-static void send_reply(struct mg_connection *conn, int status, const char *type,
-                       const void *body, size_t len, const char *extra)
+void http_reply(struct mg_connection *conn, int status, const char *type,
+                const void *body, size_t len, const char *extra)
 {
     /* A refusal sent before the body was read must end the connection,
      * or CivetWeb would wait for (or drain) the unread body. */
@@ -363,7 +365,7 @@ static int send_outcome(struct mg_connection *conn, const struct outcome *o, con
         cJSON_AddNumberToObject(j, "expected_seq", (double)o->expected_seq);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    send_reply(conn, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, extra);
+    http_reply(conn, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, extra);
     cJSON_free(s);
     return status;
 }
@@ -375,6 +377,19 @@ static int fail(struct mg_connection *conn, int status, const char *error, const
     outcome_init(&o);
     outcome_set(&o, status, error, "%s", detail);
     return send_outcome(conn, &o, extra);
+}
+
+int http_error(struct mg_connection *conn, int status, const char *error, const char *detail,
+               const char *extra)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "error", error);
+    cJSON_AddStringToObject(j, "detail", detail);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    http_reply(conn, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, extra);
+    cJSON_free(s);
+    return status;
 }
 
 /* ---- rate limits --------------------------------------------------------- */
@@ -661,7 +676,7 @@ static int begin_request(struct mg_connection *conn)
     if (st != NULL && !atomic_load(&st->ready)) {
         static const char msg[] =
             "{\"error\":\"busy\",\"detail\":\"the server is starting; retry in 1 s\"}";
-        send_reply(conn, 503, "application/json", msg, sizeof msg - 1,
+        http_reply(conn, 503, "application/json", msg, sizeof msg - 1,
                    "Retry-After: 1\r\nConnection: close\r\n");
         return 503;
     }
@@ -675,9 +690,10 @@ static int begin_request(struct mg_connection *conn)
 
 /* ---- bodies -------------------------------------------------------------- */
 
-/* Reads the whole body, within the configured cap and request_timeout_ms.
+/* Reads the whole body, within cap bytes and request_timeout_ms.
  * On refusal the reply is already sent and NULL is returned. */
-static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, size_t *len)
+static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, size_t cap,
+                          size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const struct config *cfg = &st->srv->cfg;
@@ -693,12 +709,12 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
     if (te || ri->content_length < 0) {
         static const char msg[] =
             "{\"error\":\"length_required\",\"detail\":\"send the body with a Content-Length\"}";
-        send_reply(conn, 411, "application/json", msg, sizeof msg - 1, "Connection: close\r\n");
+        http_reply(conn, 411, "application/json", msg, sizeof msg - 1, "Connection: close\r\n");
         return NULL;
     }
-    if ((uint64_t)ri->content_length > cfg->max_body_bytes) {
+    if ((uint64_t)ri->content_length > cap) {
         char d[96];
-        snprintf(d, sizeof d, "the body may be at most %zu bytes", cfg->max_body_bytes);
+        snprintf(d, sizeof d, "the body may be at most %zu bytes", cap);
         fail(conn, SYNC_ETOOBIG, "too_large", d, "Connection: close\r\n");
         return NULL;
     }
@@ -736,6 +752,11 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
     return p;
 }
 
+uint8_t *http_body(struct mg_connection *conn, size_t cap, size_t *len)
+{
+    return read_body(conn, mg_get_user_context_data(conn), cap, len);
+}
+
 /* ---- handlers ------------------------------------------------------------ */
 
 static int method_is(struct mg_connection *conn, const char *m)
@@ -751,7 +772,7 @@ static int handle_health(struct mg_connection *conn, void *cb)
     char body[128];
     snprintf(body, sizeof body, "{\"status\":\"ok\",\"schema_version\":%d,\"time_ms\":%lld}",
              schema_version(), (long long)now_ms());
-    send_reply(conn, 200, "application/json", body, strlen(body), NULL);
+    http_reply(conn, 200, "application/json", body, strlen(body), NULL);
     return 200;
 }
 
@@ -763,7 +784,7 @@ static int handle_enroll(struct mg_connection *conn, void *cb)
     outcome_init(&o);
     if (!method_is(conn, "POST"))
         return fail(conn, SYNC_EINVAL, "method", "use POST", "Allow: POST\r\n");
-    uint8_t *body = read_body(conn, st, &len);
+    uint8_t *body = read_body(conn, st, st->srv->cfg.max_body_bytes, &len);
     if (body == NULL)
         return 400;
     char *reply = NULL;
@@ -771,7 +792,7 @@ static int handle_enroll(struct mg_connection *conn, void *cb)
     free(body);
     if (rc != SYNC_OK)
         return send_outcome(conn, &o, NULL);
-    send_reply(conn, 200, "application/json", reply, strlen(reply), NULL);
+    http_reply(conn, 200, "application/json", reply, strlen(reply), NULL);
     cJSON_free(reply);
     return 200;
 }
@@ -791,7 +812,7 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     outcome_init(&o);
     if (!method_is(conn, "POST"))
         return fail(conn, SYNC_EINVAL, "method", "use POST", "Allow: POST\r\n");
-    uint8_t *body = read_body(conn, st, &len);
+    uint8_t *body = read_body(conn, st, st->srv->cfg.max_body_bytes, &len);
     if (body == NULL)
         return 400;
     int rc;
@@ -825,7 +846,7 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     }
     int status;
     if (rc == SYNC_OK) {
-        send_reply(conn, 200, "application/octet-stream", sealed, sealedlen, NULL);
+        http_reply(conn, 200, "application/octet-stream", sealed, sealedlen, NULL);
         status = 200;
     } else if (rc == HTTP_RATE_LIMITED) {
         status = refuse_limited(conn, "device", retry, 0);
@@ -851,12 +872,6 @@ static int handle_pull(struct mg_connection *conn, void *cb)
     return handle_envelope(conn, cb, ENV_PULL);
 }
 
-static int handle_other(struct mg_connection *conn, void *cb)
-{
-    (void)cb;
-    return fail(conn, SYNC_ENOTFOUND, "not_found", "no such endpoint", NULL);
-}
-
 static int log_message(const struct mg_connection *conn, const char *message)
 {
     (void)conn;
@@ -869,6 +884,7 @@ static void state_free(struct http_state *st)
     if (st == NULL)
         return;
     watchdog_stop(&st->wd);
+    dash_free(st->dash);
     ratelimit_free(&st->dev);
     ratelimit_free(&st->ip);
     free(st->gate.rec);
@@ -914,7 +930,8 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
                        ? cfg->header_timeout_ms : cfg->request_timeout_ms;
     int bad = ratelimit_init(&st->dev, cfg->device_rate_per_s, cfg->device_burst) != 0;
     bad |= ratelimit_init(&st->ip, cfg->ip_rate_per_s, cfg->ip_burst) != 0;
-    if (bad || watchdog_start(&st->wd, cfg->num_threads) != 0) {
+    if (bad || watchdog_start(&st->wd, cfg->num_threads) != 0 ||
+        (st->dash = dash_new(srv)) == NULL) {
         state_free(st);
         snprintf(err, errlen, "cannot set up the HTTP limits (out of memory?)");
         return SYNC_ENOMEM;
@@ -937,7 +954,7 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
     mg_set_request_handler(srv->mg, "/v1/enroll$", handle_enroll, st);
     mg_set_request_handler(srv->mg, "/v1/push$", handle_push, st);
     mg_set_request_handler(srv->mg, "/v1/pull$", handle_pull, st);
-    mg_set_request_handler(srv->mg, "/", handle_other, st);
+    dash_routes(st->dash, srv->mg);          /* "/": the page, and 404 for the rest */
     atomic_store(&st->ready, 1);
     struct mg_server_port ports[4];
     int n = mg_get_server_ports(srv->mg, 4, ports);

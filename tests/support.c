@@ -296,6 +296,36 @@ int srv_run(const struct srv_proc *p, const char *const *args, char *out, size_t
     return run_cmd(p, argv, out, n);
 }
 
+static void test_env(void);
+
+int srv_add_user(const struct srv_proc *p, const char *name, const char *role,
+                 const uint8_t *twp, const char *password)
+{
+    char hex[33], out[256];
+    int in[2];
+    test_env();
+    char *argv[12] = { SERVER_BIN, "--db", (char *)p->db, "add-user", "--name", (char *)name,
+                       "--role", (char *)role, NULL };
+    if (twp) {
+        hex_encode(hex, twp, 16);
+        argv[8] = "--scope";
+        argv[9] = hex;
+        argv[10] = NULL;
+    }
+    /* The password goes in on stdin, as an operator would pipe it. */
+    ASSERT_EQ(pipe(in), 0);
+    int saved = dup(0);
+    dup2(in[0], 0);
+    close(in[0]);
+    ASSERT_EQ(write(in[1], password, strlen(password)), (ssize_t)strlen(password));
+    ASSERT_EQ(write(in[1], "\n", 1), 1);
+    close(in[1]);
+    int rc = run_cmd(p, argv, out, sizeof out);
+    dup2(saved, 0);
+    close(saved);
+    return rc;
+}
+
 void srv_exec(const struct srv_proc *p, const char *sql)
 {
     char out[256];

@@ -58,6 +58,10 @@ void srv_codes(const struct srv_proc *p, const char *role, const uint8_t scope[1
 /* Runs `sync-server --db DB <args...>` (NULL-terminated); out gets its
  * standard output.  Returns the exit status. */
 int srv_run(const struct srv_proc *p, const char *const *args, char *out, size_t n);
+/* Runs `sync-server add-user` with the password on stdin (twp: the
+ * township of a township_supervisor, else NULL).  Returns the exit status. */
+int srv_add_user(const struct srv_proc *p, const char *name, const char *role,
+                 const uint8_t *twp, const char *password);
 /* Runs `sync-server exec SQL` against the server's database. */
 void srv_exec(const struct srv_proc *p, const char *sql);
 /* The PIN every test tablet is enrolled with.  Tests set ELDERSYNC_PIN

@@ -5,6 +5,11 @@
 #   make test       build and run every test     (make test SAN=1: ASan+UBSan)
 #   make bench      print the benchmark figures
 #   make valgrind   the core tests under valgrind memcheck
+#   make soak       500 tablets syncing for SOAK_SECONDS (default 600), then
+#                   1000 slowloris connections; prints the load figures
+#   make campaign   the server kill campaign: 50 tablets, 200+ SIGKILLs,
+#                   10,000+ pushes and pulls (CAMPAIGN_KILLS, CAMPAIGN_OPS);
+#                   then the tablet faults with 10,000 offline writes
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -41,7 +46,7 @@ WEB_FILES  = $(sort $(wildcard sync-server/web/*.html sync-server/web/*.css sync
 TESTS      = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 MIGRATIONS = $(sort $(wildcard schema/migrations/[0-9]*.sql))
 
-.PHONY: all deps run test bench valgrind clean
+.PHONY: all deps run test bench valgrind soak campaign clean
 all: $(B)/sync-server $(B)/eldersync $(TESTS)
 
 # Installs what is missing when root; otherwise prints the exact command.
@@ -113,6 +118,21 @@ VALGRIND_TESTS = test_schema test_changeset test_envelope test_hlc test_demo tes
 valgrind: build/.deps-ok
 	$(MAKE) all
 	sh tests/run.sh $(B) valgrind $(VALGRIND_TESTS)
+
+# Long campaigns, outside make test (which runs bounded versions of them).
+SOAK_SECONDS   ?= 600
+CAMPAIGN_KILLS ?= 200
+CAMPAIGN_OPS   ?= 10000
+soak: build/.deps-ok
+	$(MAKE) all
+	ES_LOAD_TABLETS=500 ES_LOAD_SECONDS=$(SOAK_SECONDS) ES_LOAD_THINK_MS=20000 \
+	    ES_LOAD_MEALS=10 ES_LOAD_WARMUP_S=$$(( $(SOAK_SECONDS) / 2 )) $(B)/tests/test_load
+	ES_SLOW_CONNS=1000 ES_SLOW_SECONDS=60 $(B)/tests/test_hardening
+campaign: build/.deps-ok
+	$(MAKE) all
+	ES_KILL_TABLETS=50 ES_KILL_MIN=$(CAMPAIGN_KILLS) ES_KILL_OPS=$(CAMPAIGN_OPS) \
+	    ES_KILL_SPAN_MS=1000 $(B)/tests/test_crash
+	ES_OFFLINE_WRITES=10000 $(B)/tests/test_tablet_faults
 
 DEMO_DB ?= var/demo.db
 DEMO_URL = http://127.0.0.1:8080

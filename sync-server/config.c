@@ -16,6 +16,8 @@ static void defaults(struct config *c)
     c->pull_max_bytes = 1u << 20;
     c->num_threads = 16;
     c->request_timeout_ms = 15000;
+    c->header_timeout_ms = 5000;
+    c->conns_per_ip = 4;
     c->device_rate_per_s = 20;
     c->device_burst = 100;
     c->ip_rate_per_s = 200;
@@ -104,6 +106,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     }
     double body = (double)cfg->max_body_bytes, pull = (double)cfg->pull_max_bytes,
            thr = cfg->num_threads, tmo = cfg->request_timeout_ms,
+           htmo = cfg->header_timeout_ms, cpi = cfg->conns_per_ip,
            ttl = cfg->enroll_code_ttl_s, ahead = (double)cfg->max_clock_ahead_ms,
            lvl = cfg->log_level, off = cfg->utc_offset_min,
            drate = cfg->device_rate_per_s, dburst = cfg->device_burst,
@@ -120,6 +123,8 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     else if (get_num(j, "pull_max_bytes", 4096, 1 << 28, &pull)) bad = "pull_max_bytes";
     else if (get_num(j, "num_threads", 1, 1024, &thr)) bad = "num_threads";
     else if (get_num(j, "request_timeout_ms", 100, 600000, &tmo)) bad = "request_timeout_ms";
+    else if (get_num(j, "header_timeout_ms", 100, 600000, &htmo)) bad = "header_timeout_ms";
+    else if (get_num(j, "conns_per_ip", 0, 1024, &cpi)) bad = "conns_per_ip";
     else if (get_num(j, "enroll_code_ttl_s", 60, 365 * 86400.0, &ttl)) bad = "enroll_code_ttl_s";
     else if (get_num(j, "max_clock_ahead_ms", 0, 365 * 86400000.0, &ahead)) bad = "max_clock_ahead_ms";
     else if (get_num(j, "log_level", 0, 2, &lvl)) bad = "log_level";
@@ -147,6 +152,8 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     cfg->pull_max_bytes = (size_t)pull;
     cfg->num_threads = (int)thr;
     cfg->request_timeout_ms = (int)tmo;
+    cfg->header_timeout_ms = (int)htmo;
+    cfg->conns_per_ip = (int)cpi;
     cfg->enroll_code_ttl_s = (int)ttl;
     cfg->max_clock_ahead_ms = (int64_t)ahead;
     cfg->log_level = (int)lvl;

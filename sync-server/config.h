@@ -16,6 +16,11 @@ struct config {
     size_t  pull_max_bytes;      /* upper bound a tablet may ask per page */
     int     num_threads;         /* CivetWeb workers: one per open request */
     int     request_timeout_ms;  /* headers, then the body, must arrive within */
+    int     header_timeout_ms;   /* a new connection's first request line and
+                                    headers must arrive within (capped by
+                                    request_timeout_ms) */
+    int     conns_per_ip;        /* workers one client address may hold at
+                                    once; 0: no cap */
     double  device_rate_per_s;   /* token buckets per device (push, pull) ... */
     double  device_burst;
     double  ip_rate_per_s;       /* ... and per client address (every request); */

@@ -11,9 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "client.h"
 #include "ids.h"
 #include "keyring.h"
+#include "log.h"
 #include "policy.h"
 #include "rowhash.h"
 #include "scope.h"
@@ -383,6 +385,39 @@ struct sync_client *tablet_new(const struct srv_proc *p, const char *name, const
     return c;
 }
 
+struct sync_client *tablet_enroll(const struct srv_proc *p, const char *name, const char *code)
+{
+    char path[256], err[256];
+    struct sync_client *c = NULL;
+    test_env();
+    snprintf(path, sizeof path, "%s/%s.db", p->dir, name);
+    if (sync_client_open(&c, path, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "  open %s: %s\n", path, err);
+        return NULL;
+    }
+    if (sync_enroll(c, p->url, code, TEST_PIN) != SYNC_OK) {
+        fprintf(stderr, "  enroll %s: %s\n", name, sync_client_errmsg(c));
+        sync_client_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+long srv_rss_kb(const struct srv_proc *p)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)p->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
 static sqlite3 *open_ro(const char *db, struct policy **pol)
 {
     sqlite3 *h = NULL;
@@ -467,6 +502,26 @@ void conflict_value(const char *db, const uint8_t pk[16], const char *kind, cons
     snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     free(blob);
+    store_close(&srv);
+    pthread_mutex_destroy(&srv.lock);
+}
+
+void srv_codes(const struct srv_proc *p, const char *role, const uint8_t scope[16], int n,
+               char (*codes)[24])
+{
+    struct server srv;
+    struct outcome o;
+    char hex[33];
+    hex_encode(hex, scope, 16);
+    open_server(&srv, p->db);
+    log_set_level(0);                  /* one "issued a code" line each is noise here */
+    for (int i = 0; i < n; i++) {
+        outcome_init(&o);
+        int rc = auth_code_new(&srv, role, hex, codes[i], &o);
+        if (rc != SYNC_OK)
+            fprintf(stderr, "  enroll code: %s\n", o.detail);
+        ASSERT_EQ(rc, SYNC_OK);
+    }
     store_close(&srv);
     pthread_mutex_destroy(&srv.lock);
 }

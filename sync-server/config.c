@@ -25,6 +25,7 @@ static void defaults(struct config *c)
     c->log_level = 2;
     c->utc_offset_min = 480;
     c->max_pin_failures = 5;
+    c->group_commit_max = 64;
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -101,7 +102,8 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
            ttl = cfg->enroll_code_ttl_s, ahead = (double)cfg->max_clock_ahead_ms,
            lvl = cfg->log_level, off = cfg->utc_offset_min,
            drate = cfg->device_rate_per_s, dburst = cfg->device_burst,
-           irate = cfg->ip_rate_per_s, iburst = cfg->ip_burst, pinf = cfg->max_pin_failures;
+           irate = cfg->ip_rate_per_s, iburst = cfg->ip_burst, pinf = cfg->max_pin_failures,
+           group = cfg->group_commit_max;
     const char *bad = NULL;
     if (get_str(j, "listen", cfg->listen, sizeof cfg->listen)) bad = "listen";
     else if (get_str(j, "db", cfg->db, sizeof cfg->db)) bad = "db";
@@ -116,6 +118,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     else if (get_num(j, "log_level", 0, 2, &lvl)) bad = "log_level";
     else if (get_num(j, "utc_offset_minutes", -720, 840, &off)) bad = "utc_offset_minutes";
     else if (get_num(j, "max_pin_failures", 1, 100, &pinf)) bad = "max_pin_failures";
+    else if (get_num(j, "group_commit_max", 1, 4096, &group)) bad = "group_commit_max";
     else if (get_num(j, "device_rate_per_s", 0, 1e6, &drate)) bad = "device_rate_per_s";
     else if (get_num(j, "device_burst", 0, 1e6, &dburst) || (dburst > 0 && dburst < 1))
         bad = "device_burst";
@@ -136,6 +139,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     cfg->log_level = (int)lvl;
     cfg->utc_offset_min = (int)off;
     cfg->max_pin_failures = (int)pinf;
+    cfg->group_commit_max = (int)group;
     cfg->device_rate_per_s = drate;
     cfg->device_burst = dburst;
     cfg->ip_rate_per_s = irate;

@@ -24,6 +24,7 @@ struct config {
     int64_t max_clock_ahead_ms;  /* HLCs further ahead are clamped */
     int     log_level;
     int     max_pin_failures;    /* wrong PINs in a row before a tablet wipes its keys */
+    int     group_commit_max;    /* writes sharing one commit at most (1: a commit each) */
 };
 
 /* Fills defaults, then reads path (NULL: defaults only).  Returns 0, or -1

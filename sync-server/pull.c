@@ -118,6 +118,42 @@ static int64_t confirmed_seq(struct server *srv, const struct device *dev, int64
     return v;
 }
 
+/* The device's last sync, written by the next group commit (store.c) with
+ * whatever pushes are in flight, so a pull costs no commit of its own when
+ * the server is busy. */
+struct sync_note {
+    struct store_job job;
+    uint8_t          id[16];
+    int64_t          at;
+};
+
+static int note_run(struct server *srv, void *arg)
+{
+    struct sync_note *n = arg;
+    sqlite3_stmt *st = store_stmt(srv, "UPDATE devices SET last_sync = max(coalesce(last_sync, 0), "
+                                       "?2), last_seen = max(coalesce(last_seen, 0), ?2) "
+                                       "WHERE id = ?1");
+    if (st == NULL)
+        return SYNC_EIO;
+    sqlite3_bind_blob(st, 1, n->id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, n->at);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+    sqlite3_reset(st);
+    return rc;
+}
+
+static void note_sync(struct server *srv, const struct device *dev)
+{
+    struct sync_note *n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return;
+    n->job.run = note_run;
+    n->job.arg = n;
+    memcpy(n->id, dev->id, 16);
+    n->at = now_ms();
+    store_group_detached(srv, &n->job);
+}
+
 /* Scans row_versions after cursor; sets *next and *more. */
 static int scan(struct server *srv, const struct device *dev, int64_t cursor, size_t max_bytes,
                 struct page *pg, int64_t *next, int *more)
@@ -224,17 +260,9 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
             rc = SYNC_ECRYPTO;
     }
     sqlite3_exec(srv->db, "COMMIT", NULL, NULL, NULL);
-    if (rc == SYNC_OK) {              /* sync health for the dashboard */
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(srv->db, "UPDATE devices SET last_sync = ?2, last_seen = ?2 "
-                               "WHERE id = ?1", -1, &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 2, now_ms());
-            sqlite3_step(st);
-        }
-        sqlite3_finalize(st);
-    }
     pthread_mutex_unlock(&srv->lock);
+    if (rc == SYNC_OK)                /* sync health for the dashboard */
+        note_sync(srv, dev);
     if (rc == SYNC_OK) {
         uint64_t hlc = hlc_make(now_ms(), 0, 0);
         if ((uint64_t)pg->max_hlc > hlc)

@@ -44,7 +44,8 @@
 #include "test.h"
 #include "util.h"
 
-#define MERGE_ROWS   100000
+#define MERGE_ROWS   merge_rows
+static int merge_rows = 100000;     /* BENCH_MERGE_ROWS overrides (profiling) */
 #define SMALL_PUSHES 100
 #define SMALL_ROWS   50
 #define LUNCH        60
@@ -847,6 +848,8 @@ static void bench_all(void)
     write_sdk_us = write_plain_us = seal_us = open_us = NAN;
     if (want("seal"))
         bench_seal();
+    if (getenv("BENCH_MERGE_ROWS"))
+        merge_rows = atoi(getenv("BENCH_MERGE_ROWS"));
     if (want("merge"))
         bench_merge();
     if (want("initial"))
@@ -856,8 +859,13 @@ static void bench_all(void)
         snprintf(db, sizeof db, "%s/county.db", dir);
         county_seed(db, &cty);
         add_halls(db, NHALL + 100);
-        /* Measuring throughput, not the flood guard: limits off. */
-        srv_start_config(&srv, dir, db, "{\"device_rate_per_s\": 0, \"ip_rate_per_s\": 0}");
+        /* Measuring throughput, not the flood guard: limits off.
+         * BENCH_CONFIG adds settings, e.g. "\"group_commit_max\": 1". */
+        char cfg[512];
+        const char *extra = getenv("BENCH_CONFIG");
+        snprintf(cfg, sizeof cfg, "{\"device_rate_per_s\": 0, \"ip_rate_per_s\": 0%s%s}",
+                 extra && *extra ? ", " : "", extra ? extra : "");
+        srv_start_config(&srv, dir, db, cfg);
         if (want("wire"))
             bench_wire(&srv);
         if (want("pushes"))

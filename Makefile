@@ -12,7 +12,7 @@ CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral \
            -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 CPPFLAGS += -Iclient-sdk/include -Iclient-sdk/src -Isync-server
-LDLIBS  = -lcivetweb -lsqlite3 -lsodium -lcjson -lpthread -lm
+LDLIBS  = -lcivetweb -lsqlite3 -lsodium -lcjson -lz -lpthread -lm
 
 ifeq ($(SAN),1)
 B       = build/san
@@ -26,7 +26,7 @@ CFLAGS  += -Werror
 endif
 
 # Debian packages: building, then the extras the tests use.
-BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev
+BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev zlib1g-dev
 TEST_PKGS  = sqlite3 valgrind
 
 SDK_SRC    = $(wildcard client-sdk/src/*.c)

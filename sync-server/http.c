@@ -503,9 +503,12 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     else if ((rc = auth_device(srv, h.device_id, &dev, &o)) != SYNC_OK)
         ;
     else if (auth_session_keys(srv, &dev, rx, tx) != SYNC_OK ||
-             env_open(body, len, kind, rx, &h, &pt, &ptlen) != SYNC_OK)
+             (rc = env_open(body, len, kind, rx, &h, &pt, &ptlen)) == SYNC_ECRYPTO)
         rc = outcome_set(&o, SYNC_ECRYPTO, "authentication_failed",
                          "the envelope did not authenticate");
+    else if (rc != SYNC_OK)           /* authentic, but its content does not decode */
+        rc = outcome_set(&o, rc, rc == SYNC_ENOMEM ? "internal" : "bad_envelope",
+                         "the envelope's content does not decode");
     else if (kind == ENV_PUSH) {
         char *ack = NULL;
         rc = push_apply(srv, &dev, h.batch_seq, pt, ptlen, &ack, &o);

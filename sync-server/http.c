@@ -594,6 +594,11 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
         "max_request_size", "16384",           /* headers only */
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", keepalive,
+        /* A county's tablets sync in waves (500 at once in bench): room for
+         * them in the accept queue and the kernel backlog rather than
+         * refused connects.  Queued connections hold no worker. */
+        "connection_queue", "256",
+        "listen_backlog", "1024",
         NULL
     };
     struct http_state *st = calloc(1, sizeof *st);

@@ -234,6 +234,9 @@ int store_open(struct server *srv, char *err, size_t errlen)
         pthread_cond_init(&srv->group_done, NULL);
         srv->group_head = srv->group_tail = NULL;
         srv->group_leader = 0;
+        pthread_cond_init(&srv->reader_free, NULL);
+        srv->free_readers = NULL;
+        srv->nreaders = 0;
         srv->group_ready = 1;
     }
     if (sodium_init() < 0) {
@@ -329,7 +332,20 @@ void store_close(struct server *srv)
     policy_free(srv->pol);
     srv->pol = NULL;
     sodium_memzero(&srv->keys, sizeof srv->keys);
+    for (int i = 0; i < srv->nreaders; i++) {
+        struct store_reader *r = &srv->readers[i];
+        for (int k = 0; k < r->nstmts; k++) {
+            sqlite3_finalize(r->stmts[k].st);
+            free(r->stmts[k].sql);
+        }
+        r->nstmts = 0;
+        sqlite3_close_v2(r->db);
+        r->db = NULL;
+    }
+    srv->nreaders = 0;
+    srv->free_readers = NULL;
     if (srv->group_ready) {
+        pthread_cond_destroy(&srv->reader_free);
         pthread_cond_destroy(&srv->group_done);
         pthread_mutex_destroy(&srv->group_lock);
         srv->group_ready = 0;
@@ -383,6 +399,93 @@ int store_end(struct server *srv, int status)
     }
     sqlite3_exec(srv->db, "ROLLBACK", NULL, NULL, NULL);
     return status;
+}
+
+/* ---- read connections ------------------------------------------------------ */
+
+static int reader_open(struct server *srv, struct store_reader *r)
+{
+    memset(r, 0, sizeof *r);
+    if (sqlite3_open_v2(srv->cfg.db, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        sqlite3_close_v2(r->db);
+        r->db = NULL;
+        return SYNC_EIO;
+    }
+    sqlite3_busy_timeout(r->db, 10000);
+    /* It only reads (query_only guards that), a modest cache bounds memory. */
+    if (store_exec(r->db, "PRAGMA query_only = ON; PRAGMA cache_size = -2048") != SYNC_OK) {
+        sqlite3_close_v2(r->db);
+        r->db = NULL;
+        return SYNC_EIO;
+    }
+    return SYNC_OK;
+}
+
+struct store_reader *store_reader_get(struct server *srv)
+{
+    struct store_reader *r = NULL;
+    pthread_mutex_lock(&srv->group_lock);
+    while (r == NULL) {
+        if (srv->free_readers) {
+            r = srv->free_readers;
+            srv->free_readers = r->next;
+        } else if (srv->nreaders < STORE_READERS) {
+            r = &srv->readers[srv->nreaders];
+            if (reader_open(srv, r) != SYNC_OK) {
+                log_error("cannot open a read connection to %s", srv->cfg.db);
+                r = NULL;
+                break;
+            }
+            srv->nreaders++;
+        } else {
+            pthread_cond_wait(&srv->reader_free, &srv->group_lock);
+        }
+    }
+    pthread_mutex_unlock(&srv->group_lock);
+    return r;
+}
+
+void store_reader_put(struct server *srv, struct store_reader *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&srv->group_lock);
+    r->next = srv->free_readers;
+    srv->free_readers = r;
+    pthread_cond_signal(&srv->reader_free);
+    pthread_mutex_unlock(&srv->group_lock);
+}
+
+sqlite3_stmt *store_reader_stmt(struct store_reader *r, const char *sql)
+{
+    for (int i = 0; i < r->nstmts; i++) {
+        if (strcmp(r->stmts[i].sql, sql) == 0) {
+            sqlite3_reset(r->stmts[i].st);
+            sqlite3_clear_bindings(r->stmts[i].st);
+            return r->stmts[i].st;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(r->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("cannot prepare a statement: %s", sqlite3_errmsg(r->db));
+        return NULL;
+    }
+    if (r->nstmts == READER_STMTS) {         /* full: drop the oldest */
+        sqlite3_finalize(r->stmts[0].st);
+        free(r->stmts[0].sql);
+        memmove(&r->stmts[0], &r->stmts[1], sizeof r->stmts[0] * (READER_STMTS - 1));
+        r->nstmts--;
+    }
+    char *copy = strdup(sql);
+    if (copy == NULL) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    r->stmts[r->nstmts].sql = copy;
+    r->stmts[r->nstmts].st = st;
+    r->nstmts++;
+    return st;
 }
 
 /* ---- group commit ---------------------------------------------------------- */

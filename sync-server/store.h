@@ -58,6 +58,16 @@ struct store_job {
 };
 /* Runs job in the next round and waits for its COMMIT; returns job->rc. */
 int  store_group(struct server *srv, struct store_job *job);
+/* A read connection for work that writes nothing (pulls, device lookups),
+ * so it does not wait for srv->lock while a commit is in progress: WAL
+ * readers see the last committed state.  Up to STORE_READERS, opened on
+ * first use; waits for a free one.  NULL if none can be opened.  Give it
+ * back with store_reader_put().  Statements from store_reader_stmt() are
+ * cached per connection like store_stmt(). */
+struct store_reader *store_reader_get(struct server *srv);
+void store_reader_put(struct server *srv, struct store_reader *r);
+sqlite3_stmt *store_reader_stmt(struct store_reader *r, const char *sql);
+
 /* Queues a malloc'd job without waiting for it (the round frees it); if no
  * round is running, runs one now. */
 void store_group_detached(struct server *srv, struct store_job *job);

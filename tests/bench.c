@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 
 #include <sodium.h>
@@ -367,7 +368,25 @@ static double push_round(struct pusher *ps, int ndev)
     return total / dt;
 }
 
-static double push1_per_s, pushn_per_s;
+static double push1_per_s, pushn_per_s, push_cpu_ms;
+
+/* CPU seconds (user + system) a process has used so far. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');            /* fields after the command name */
+    unsigned long ut = 0, st = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                            &ut, &st) != 2)
+        return NAN;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
 
 static void bench_pushes(const struct srv_proc *srv)
 {
@@ -399,7 +418,9 @@ static void bench_pushes(const struct srv_proc *srv)
                                          &ps[d].len[i]);
         ps[d].n = PUSH_EACH;
     }
+    double cpu0 = proc_cpu_s(srv->pid);
     pushn_per_s = push_round(ps, PUSH_DEVS);
+    push_cpu_ms = (proc_cpu_s(srv->pid) - cpu0) * 1e3 / (PUSH_DEVS * PUSH_EACH);
     for (int d = 0; d < PUSH_DEVS; d++)
         for (int i = 0; i < PUSH_EACH; i++)
             free(ps[d].env[i]);
@@ -423,7 +444,7 @@ struct tab {
 };
 
 static struct tab fleet[FLEET];
-static double lat_p50_ms, lat_p99_ms, lat_max_ms, open_achieved, closed_per_s;
+static double lat_p50_ms, lat_p99_ms, lat_max_ms, open_achieved, closed_per_s, sync_cpu_ms;
 static long   rss_peak_kb, sync_fail;
 
 /* Writes SYNC_ROWS meals on tablet t (not timed: the tablet logs them
@@ -570,11 +591,13 @@ static void bench_fleet(const struct srv_proc *srv)
     closed_q.done = 0;
     for (int i = 0; i < SYNC_TABS; i++)
         ASSERT_EQ(pthread_create(&th[i], NULL, closed_worker, &fleet[i]), 0);
-    double t0 = mono();
+    double t0 = mono(), cpu0 = proc_cpu_s(srv->pid);
+    long done0 = closed_q.done;
     sleep_until(t0 + CLOSED_S);
-    closed_q.stop = 1;
-    long done = closed_q.done;
+    long done = closed_q.done - done0;
     double dt = mono() - t0;
+    sync_cpu_ms = (proc_cpu_s(srv->pid) - cpu0) * 1e3 / (double)done;
+    closed_q.stop = 1;
     for (int i = 0; i < SYNC_TABS; i++)
         pthread_join(th[i], NULL);
     closed_per_s = (double)done / dt;
@@ -830,6 +853,18 @@ static void bench_seal(void)
     open_us = (t2 - t1) * 1e6 / n;
 }
 
+/* The 1-minute load average: how busy the machine was while it ran. */
+static double load_avg(void)
+{
+    double l = NAN;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f && fscanf(f, "%lf", &l) != 1)
+        l = NAN;
+    if (f)
+        fclose(f);
+    return l;
+}
+
 /* BENCH=merge,initial,wire,pushes,fleet,seal runs only those parts (the
  * others print nan); unset: everything. */
 static int want(const char *part)
@@ -843,6 +878,7 @@ static void bench_all(void)
     char dir[128], db[192];
     struct srv_proc srv;
     merge_push_s = merge_plain_s = small_per_s = bytes_meal = json_meal = NAN;
+    push_cpu_ms = sync_cpu_ms = NAN;
     push1_per_s = pushn_per_s = lat_p50_ms = lat_p99_ms = lat_max_ms = NAN;
     open_achieved = closed_per_s = init_s = init_bytes_row = NAN;
     write_sdk_us = write_plain_us = seal_us = open_us = NAN;
@@ -877,10 +913,13 @@ static void bench_all(void)
 
     double push_rate = MERGE_ROWS / merge_push_s, plain_rate = MERGE_ROWS / merge_plain_s;
     printf("\n%-40s %16s %12s\n", "figure", "value", "target");
+    printf("%-40s %16.2f\n", "machine load average (1 min) at the end", load_avg());
     printf("%-40s %12.0f r/s\n", "merge rate, full push path", push_rate);
     printf("%-40s %12.0f r/s\n", "  plain prepared INSERTs, same run", plain_rate);
     printf("%-40s %15.2fx %12s\n", "  merge / plain", push_rate / plain_rate, ">= 0.6x");
     printf("%-40s %14.0f/s %12s\n", "50-row pushes, 8 devices at once", pushn_per_s, ">= 1000/s");
+    printf("%-40s %13.2f ms\n", "  server CPU per push (user+sys)", push_cpu_ms);
+    printf("%-40s %14.0f/s\n", "  = pushes/s on 2 idle cores, at most", 2e3 / push_cpu_ms);
     printf("%-40s %14.0f/s\n", "  one device, back to back", push1_per_s);
     printf("%-40s %14.0f/s\n", "  one tablet through the SDK", small_per_s);
     printf("%-40s %16s\n", "  commit mode", COMMIT_MODE);
@@ -890,6 +929,8 @@ static void bench_all(void)
     printf("%-40s %14.0f/s\n", "  rate achieved (offered 500/s)", open_achieved);
     printf("%-40s %14.0f/s %12s\n", "sync throughput (200 tablets, closed)", closed_per_s,
            ">= 2000/s");
+    printf("%-40s %13.2f ms\n", "  server CPU per sync (user+sys)", sync_cpu_ms);
+    printf("%-40s %14.0f/s\n", "  = syncs/s on 2 idle cores, at most", 2e3 / sync_cpu_ms);
     printf("%-40s %14.2f s %12s\n", "initial sync, 10k seniors + 100k rows", init_s, "<= 2 s");
     printf("%-40s %14ld B\n", "  bytes on the wire", init_bytes);
     printf("%-40s %16ld\n", "  rows received (caregiver's share)", init_rows);
@@ -912,12 +953,13 @@ static void bench_all(void)
            "\"initial_sync_s\":%.3f,\"initial_sync_bytes\":%ld,\"initial_sync_rows\":%ld,"
            "\"initial_bytes_per_row\":%.1f,\"bytes_per_meal\":%.1f,\"json_bytes_per_meal\":%.1f,"
            "\"write_sdk_us\":%.0f,\"write_plain_us\":%.0f,\"write_ratio\":%.2f,"
-           "\"server_peak_rss_mb\":%.1f,\"failed_syncs\":%ld,\"seal_us\":%.2f,\"open_us\":%.2f}\n",
+           "\"server_peak_rss_mb\":%.1f,\"failed_syncs\":%ld,\"seal_us\":%.2f,\"open_us\":%.2f,"
+           "\"server_cpu_ms_per_push\":%.3f,\"server_cpu_ms_per_sync\":%.3f,\"load_avg\":%.2f}\n",
            push_rate, plain_rate, push_rate / plain_rate, pushn_per_s, push1_per_s, small_per_s,
            COMMIT_MODE, lat_p50_ms, lat_p99_ms, lat_max_ms, open_achieved, closed_per_s, init_s,
            init_bytes, init_rows, init_bytes_row, bytes_meal, json_meal, write_sdk_us,
            write_plain_us, write_sdk_us / write_plain_us, (double)rss_peak_kb / 1024, sync_fail,
-           seal_us, open_us);
+           seal_us, open_us, push_cpu_ms, sync_cpu_ms, load_avg());
 }
 
 int main(void)

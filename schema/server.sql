@@ -89,7 +89,9 @@ CREATE TABLE conflicts (
     loser        TEXT,
     status       TEXT NOT NULL DEFAULT 'open'
                      CHECK (status IN ('open', 'resolved')),
-    resolved_at  INTEGER
+    resolved_at  INTEGER,
+    resolved_by  TEXT,                    -- the dashboard user
+    resolution   TEXT                     -- JSON: the action and the columns set
 );
 CREATE INDEX conflicts_open ON conflicts (status, township_id);
 
@@ -131,3 +133,29 @@ CREATE TABLE audit_log (
     prev_hash  BLOB NOT NULL,
     hash       BLOB NOT NULL
 );
+
+-- Dashboard accounts (docs/DASHBOARD.md).  pw_hash: crypto_pwhash_str.
+-- township_id: the township of a township_supervisor, else NULL.
+CREATE TABLE dash_users (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    role         TEXT NOT NULL CHECK (role IN
+                     ('county_admin', 'county_supervisor', 'township_supervisor')),
+    township_id  BLOB,
+    pw_hash      TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    CHECK ((role = 'township_supervisor') = (township_id IS NOT NULL))
+);
+
+-- Live dashboard sessions; only a BLAKE2b hash of the cookie is kept.
+CREATE TABLE dash_sessions (
+    token_hash  BLOB NOT NULL PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES dash_users (id) ON DELETE CASCADE,
+    csrf        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The dashboard leaves voided meals out of every count.
+CREATE INDEX meal_logs_void ON meal_logs (void_of) WHERE void_of IS NOT NULL;

@@ -300,7 +300,8 @@ int auth_session_keys(const struct server *srv, const struct device *dev,
     return env_server_keys(rx, tx, srv->keys.kx_pk, srv->keys.kx_sk, dev->kx_pk);
 }
 
-int auth_revoke(struct server *srv, const char *device_hex, struct outcome *o)
+int auth_revoke(struct server *srv, const char *device_hex, const char *actor,
+                struct outcome *o)
 {
     uint8_t id[16];
     if (hex_decode(id, 16, device_hex) != 0)
@@ -318,7 +319,7 @@ int auth_revoke(struct server *srv, const char *device_hex, struct outcome *o)
         rc = SYNC_EIO;
     }
     if (rc == SYNC_OK && changed)
-        rc = audit_append(srv, "revoke", id, "admin", "{}");
+        rc = audit_append(srv, "revoke", id, actor, "{}");
     rc = store_end(srv, rc);
     pthread_mutex_unlock(&srv->lock);
     if (rc != SYNC_OK)

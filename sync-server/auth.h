@@ -24,8 +24,9 @@ int auth_device(struct server *srv, const uint8_t id[16], struct device *dev,
 
 /* Revokes an active device (hex id): its next request gets 401 "revoked",
  * which tells the tablet to destroy its keys.  SYNC_ENOTFOUND if there is
- * no such active device. */
-int auth_revoke(struct server *srv, const char *device_hex, struct outcome *o);
+ * no such active device.  actor: who, for the audit log. */
+int auth_revoke(struct server *srv, const char *device_hex, const char *actor,
+                struct outcome *o);
 
 /* Envelope keys for talking to dev: rx opens its requests, tx seals replies. */
 int auth_session_keys(const struct server *srv, const struct device *dev,

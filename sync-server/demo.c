@@ -574,7 +574,7 @@ static int gen_campaign(struct demo *d)
     bind_text(st, 2, "重阳节走访慰问");
     bind_text(st, 3, s);
     bind_text(st, 4, e);
-    bind_text(st, 5, "centenarian advanced_age");
+    bind_text(st, 5, "centenarian advanced_age_poor extreme_poverty");
     sqlite3_bind_int(st, 6, CASH_FEN);
     return run(d, S_CAMPAIGN);
 }
@@ -880,11 +880,13 @@ static int gen_welfare_visits(struct demo *d)
         end = d->today;
     for (int i = 0; i < d->ns; i++) {
         const struct d_senior *p = &d->s[i];
+        /* The campaign's list: centenarians, advanced-age poor and
+         * extreme-poverty seniors (its must_visit).  Every centenarian is
+         * visited; ~70% of the others by the month's end. */
         int cent = p->category == CAT_CENTENARIAN;
-        if (!cent && p->category != CAT_ADVANCED)
-            continue;
-        /* Every centenarian is visited; ~70% of the others. */
-        if (!cent && !rng_pct(r, 66))
+        int must = cent || (p->category == CAT_ADVANCED && p->poverty != POV_NONE) ||
+                   p->poverty == POV_EXTREME;
+        if (!must || (!cent && !rng_pct(r, 70)))
             continue;
         const struct d_township *tw = &d->tw[p->tw];
         char visitor[64];

@@ -34,4 +34,11 @@ int demo_init(sqlite3 *db, uint64_t seed, const char *today, char *err,
  * Deleted rows are skipped; prints nothing more if a query fails. */
 void demo_print_scopes(sqlite3 *db, void *file);
 
+struct server;
+/* A day's work by simulated tablets (demo_day.c): each enrolls at url with a
+ * code issued by srv, pulls, works as a hall clerk, caregiver or inspector
+ * would, and syncs over HTTP.  Tablet databases go to dir (PIN 2468).
+ * Returns SYNC_OK, or an error with a sentence in err. */
+int demo_day(struct server *srv, const char *url, const char *dir, char *err, size_t errlen);
+
 #endif

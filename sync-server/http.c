@@ -16,6 +16,15 @@
  *    byte, so a client that trickles its body could hold a worker for as
  *    long as it likes; a watchdog thread enforces the overall deadline by
  *    shutting down the read side of the socket, which wakes the worker.
+ *  - slow clients (slowloris): CivetWeb gives each connection a worker
+ *    thread from the moment it is accepted, and hands the application
+ *    nothing before the headers are in (its init_connection callback gets
+ *    neither the socket nor the address).  So the same watchdog thread
+ *    looks at the server's sockets every GATE_TICK_MS: a connection that is
+ *    not inside a request (no headers yet, or idle between requests) is
+ *    shut once it has waited header_timeout_ms, and beyond conns_per_ip
+ *    such connections from one address the newest are shut at once.  One
+ *    address can then hold at most conns_per_ip workers doing nothing.
  *
  * No globals: the limiters and the watchdog live in a struct http_state,
  * the CivetWeb user data, made by http_start() and freed by http_stop().
@@ -23,17 +32,23 @@
 #include "http.h"
 
 #include <dirent.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 
 #include "auth.h"
+#include "dash.h"
 #include "eldersync.h"
 #include "envelope.h"
 #include "log.h"
@@ -87,12 +102,44 @@ struct watchdog {
     int             nslots;      /* num_threads: one per worker */
     struct watch   *slots;
     int             warned;      /* "socket not found" logged once */
+    int             kicked;      /* a worker took a new connection: scan soon */
+};
+
+/* ---- the gate: idle and header-less connections ------------------------ */
+
+#define GATE_TICK_MS 100         /* scans at least this often */
+#define GATE_KICK_MS 10          /* and, while connections arrive, this often */
+
+/* What the gate knows of one socket, indexed by descriptor.  A record is
+ * tied to its peer (address and port), so a reused descriptor starts a new
+ * one. */
+struct sockrec {
+    uint8_t  ip[16];               /* ip_key() of the peer */
+    uint8_t  iplen;
+    uint16_t port;                 /* peer port */
+    uint8_t  known, busy, shut;    /* busy: between begin_ and end_request */
+    int64_t  since;                /* first seen, or its last request ended */
+    unsigned seen;                 /* scan generation */
+};
+
+struct gate {
+    pthread_mutex_t lock;
+    struct sockrec *rec;
+    int             nrec;
+    unsigned        gen;
+    int             port;          /* the listening port */
+    int             cap;           /* conns_per_ip; 0: no cap */
+    int             header_ms;
+    long            expired, refused;
 };
 
 struct http_state {
     struct server   *srv;
     struct ratelimit dev, ip;
     struct watchdog  wd;
+    struct gate      gate;
+    atomic_int       ready;       /* every handler is registered */
+    struct dash     *dash;       /* the supervisors' dashboard (dash.h) */
 };
 
 static int64_t mono_ms(void)
@@ -102,12 +149,25 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void gate_scan(struct gate *g);
+
 static void *watchdog_main(void *arg)
 {
     struct watchdog *wd = arg;
+    struct http_state *st = (struct http_state *)((char *)wd - offsetof(struct http_state, wd));
+    int64_t last_scan = 0;
     pthread_mutex_lock(&wd->lock);
     while (!wd->stop) {
-        int64_t now = mono_ms(), next = INT64_MAX;
+        int64_t now = mono_ms();
+        if (now >= last_scan + GATE_TICK_MS || (wd->kicked && now >= last_scan + GATE_KICK_MS)) {
+            wd->kicked = 0;
+            pthread_mutex_unlock(&wd->lock);        /* the scan takes its own lock */
+            gate_scan(&st->gate);
+            pthread_mutex_lock(&wd->lock);
+            last_scan = now;
+            now = mono_ms();
+        }
+        int64_t next = last_scan + (wd->kicked ? GATE_KICK_MS : GATE_TICK_MS);
         for (int i = 0; i < wd->nslots; i++) {
             struct watch *w = &wd->slots[i];
             if (w->fd < 0 || w->fired)
@@ -279,8 +339,8 @@ static int conn_fd(struct watchdog *wd, const struct mg_request_info *ri)
     return -1;
 }
 
-static void send_reply(struct mg_connection *conn, int status, const char *type,
-                       const void *body, size_t len, const char *extra)
+void http_reply(struct mg_connection *conn, int status, const char *type,
+                const void *body, size_t len, const char *extra)
 {
     /* A refusal sent before the body was read must end the connection,
      * or CivetWeb would wait for (or drain) the unread body. */
@@ -305,7 +365,7 @@ static int send_outcome(struct mg_connection *conn, const struct outcome *o, con
         cJSON_AddNumberToObject(j, "expected_seq", (double)o->expected_seq);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    send_reply(conn, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, extra);
+    http_reply(conn, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, extra);
     cJSON_free(s);
     return status;
 }
@@ -317,6 +377,19 @@ static int fail(struct mg_connection *conn, int status, const char *error, const
     outcome_init(&o);
     outcome_set(&o, status, error, "%s", detail);
     return send_outcome(conn, &o, extra);
+}
+
+int http_error(struct mg_connection *conn, int status, const char *error, const char *detail,
+               const char *extra)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "error", error);
+    cJSON_AddStringToObject(j, "detail", detail);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    http_reply(conn, status, "application/json", s ? s : "{}", s ? strlen(s) : 2, extra);
+    cJSON_free(s);
+    return status;
 }
 
 /* ---- rate limits --------------------------------------------------------- */
@@ -356,6 +429,237 @@ static size_t ip_key(const char *addr, uint8_t key[16])
     return 8;
 }
 
+/* ---- the gate ------------------------------------------------------------ */
+
+static struct sockrec *gate_rec(struct gate *g, int fd)
+{
+    if (fd >= g->nrec) {
+        int n = g->nrec ? g->nrec : 256;
+        while (n <= fd)
+            n *= 2;
+        struct sockrec *r = realloc(g->rec, (size_t)n * sizeof *r);
+        if (r == NULL)
+            return NULL;
+        memset(r + g->nrec, 0, (size_t)(n - g->nrec) * sizeof *r);
+        g->rec = r;
+        g->nrec = n;
+    }
+    return &g->rec[fd];
+}
+
+/* The record of fd for this peer, started afresh if the descriptor now
+ * belongs to another connection.  Under g->lock. */
+static struct sockrec *gate_find(struct gate *g, int fd, const uint8_t *ip, size_t iplen,
+                                 int port, int64_t now)
+{
+    struct sockrec *r = gate_rec(g, fd);
+    if (r == NULL)
+        return NULL;
+    if (!r->known || r->port != port || r->iplen != iplen || memcmp(r->ip, ip, iplen) != 0) {
+        memset(r, 0, sizeof *r);
+        memcpy(r->ip, ip, iplen);
+        r->iplen = (uint8_t)iplen;
+        r->port = (uint16_t)port;
+        r->known = 1;
+        r->since = now;
+    }
+    return r;
+}
+
+/* A socket waiting for its headers, for the per-address cap. */
+struct waiting {
+    int      fd;
+    uint8_t  ip[16];
+    uint8_t  iplen;
+    int64_t  since;
+};
+
+static int waiting_cmp(const void *a, const void *b)
+{
+    const struct waiting *x = a, *y = b;
+    if (x->iplen != y->iplen)
+        return x->iplen < y->iplen ? -1 : 1;
+    int c = memcmp(x->ip, y->ip, x->iplen);
+    if (c != 0)
+        return c;
+    return x->since < y->since ? -1 : x->since > y->since ? 1 : x->fd - y->fd;
+}
+
+/* Every GATE_TICK_MS, from the watchdog thread: every socket of the
+ * server's port that is not inside a request is shut once it has waited
+ * header_timeout_ms; of those of one address, all but the conns_per_ip
+ * oldest are shut now.  Shutting both directions makes the worker that
+ * holds it (or will take it) read end-of-file and close it. */
+static void gate_scan(struct gate *g)
+{
+    struct waiting *w = NULL;
+    size_t nw = 0, capw = 0;
+    pthread_mutex_lock(&g->lock);
+    int port = g->port;
+    pthread_mutex_unlock(&g->lock);
+    if (port <= 0)
+        return;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return;
+    int64_t now = mono_ms();
+    struct dirent *e;
+    pthread_mutex_lock(&g->lock);
+    unsigned gen = ++g->gen;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || end == e->d_name || fd < 0 || fd > INT32_MAX)
+            continue;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (getsockname((int)fd, (struct sockaddr *)&ss, &sl) != 0 || sockaddr_port(&ss) != port)
+            continue;
+        sl = sizeof ss;
+        if (getpeername((int)fd, (struct sockaddr *)&ss, &sl) != 0)
+            continue;                             /* the listening socket */
+        char addr[INET6_ADDRSTRLEN];
+        const void *a = ss.ss_family == AF_INET
+                      ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                      : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (inet_ntop(ss.ss_family, a, addr, sizeof addr) == NULL)
+            continue;
+        uint8_t ip[16];
+        size_t iplen = ip_key(addr, ip);
+        struct sockrec *r = gate_find(g, (int)fd, ip, iplen, sockaddr_port(&ss), now);
+        if (r == NULL)
+            continue;
+        r->seen = gen;
+        if (r->busy || r->shut)
+            continue;
+        int unread = 0;
+        if (ioctl((int)fd, FIONREAD, &unread) == 0 && unread > 0) {
+            /* Bytes the server has not read yet: a request waiting for a
+             * worker (a worker reading headers takes every byte that
+             * comes).  Not the client's wait: its clock starts again. */
+            r->since = now;
+            continue;
+        }
+        if (now - r->since >= g->header_ms) {
+            shutdown((int)fd, SHUT_RDWR);
+            r->shut = 1;
+            g->expired++;
+            continue;
+        }
+        if (g->cap > 0) {
+            if (nw == capw) {
+                size_t c = capw ? 2 * capw : 64;
+                struct waiting *p = realloc(w, c * sizeof *p);
+                if (p == NULL)
+                    continue;
+                w = p;
+                capw = c;
+            }
+            w[nw].fd = (int)fd;
+            memcpy(w[nw].ip, ip, iplen);
+            w[nw].iplen = (uint8_t)iplen;
+            w[nw].since = r->since;
+            nw++;
+        }
+    }
+    closedir(d);
+    for (int fd = 0; fd < g->nrec; fd++)
+        if (g->rec[fd].known && g->rec[fd].seen != gen)
+            g->rec[fd].known = 0;                 /* closed since */
+    /* Per address, oldest first: all but the first cap are shut. */
+    long refused = 0;
+    if (nw > 0)
+        qsort(w, nw, sizeof *w, waiting_cmp);
+    for (size_t i = 0, run = 0; i < nw; i++) {
+        run = i > 0 && w[i].iplen == w[i - 1].iplen &&
+              memcmp(w[i].ip, w[i - 1].ip, w[i].iplen) == 0 ? run + 1 : 0;
+        if (run >= (size_t)g->cap) {
+            /* Still the socket looked at?  (Closed and reused since, the
+             * descriptor would now be another connection's.) */
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            if (getpeername(w[i].fd, (struct sockaddr *)&ss, &sl) != 0 ||
+                sockaddr_port(&ss) != g->rec[w[i].fd].port)
+                continue;
+            shutdown(w[i].fd, SHUT_RDWR);
+            g->rec[w[i].fd].shut = 1;
+            refused++;
+        }
+    }
+    long before = g->refused;
+    g->refused += refused;
+    long after = g->refused;
+    pthread_mutex_unlock(&g->lock);
+    free(w);
+    /* Logged when the count passes 1, 2, 4, 8, ...: an attack cannot flood the log. */
+    long pow2 = 1;
+    while (pow2 <= after / 2)
+        pow2 *= 2;
+    if (after > 0 && pow2 > before)
+        log_warn("%ld idle connections shut so far: more than %d from one address waited "
+                 "for their headers at once", after, g->cap);
+}
+
+/* begin_request: the connection's headers are in; it is no longer idle. */
+static void gate_busy(struct gate *g, const struct mg_request_info *ri, int fd, int busy)
+{
+    struct in6_addr a;
+    uint8_t ip[16];
+    if (fd < 0 || parse_addr(ri->remote_addr, &a) != 0)
+        return;
+    size_t iplen = ip_key(ri->remote_addr, ip);
+    pthread_mutex_lock(&g->lock);
+    struct sockrec *r = gate_find(g, fd, ip, iplen, ri->remote_port, mono_ms());
+    if (r != NULL) {
+        r->busy = (uint8_t)busy;
+        r->since = mono_ms();          /* after a request: the wait for the next starts */
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* A worker took a new connection (nothing of it read yet; CivetWeb tells
+ * neither its socket nor its address here): ask for a scan soon, so that a
+ * connection over its address's cap is shut before it holds the worker
+ * long. */
+static int init_connection(const struct mg_connection *conn, void **conn_data)
+{
+    struct http_state *st = mg_get_user_context_data(conn);
+    *conn_data = NULL;
+    if (st && st->wd.running) {
+        pthread_mutex_lock(&st->wd.lock);
+        if (!st->wd.kicked) {
+            st->wd.kicked = 1;
+            pthread_cond_signal(&st->wd.wake);
+        }
+        pthread_mutex_unlock(&st->wd.lock);
+    }
+    return 0;
+}
+
+/* The connection's socket (see conn_fd), kept in CivetWeb's per-connection
+ * data as the value itself (fd + 2; 1: not found; NULL: not looked up),
+ * so there is nothing to free. */
+static int request_fd(struct mg_connection *conn, struct http_state *st)
+{
+    intptr_t v = (intptr_t)mg_get_user_connection_data(conn);
+    if (v == 0) {
+        int fd = conn_fd(&st->wd, mg_get_request_info(conn));
+        v = fd >= 0 ? (intptr_t)fd + 2 : 1;
+        mg_set_user_connection_data(conn, (void *)v);
+    }
+    return (int)(v - 2);
+}
+
+static void end_request(const struct mg_connection *conn, int status)
+{
+    struct http_state *st = mg_get_user_context_data(conn);
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    intptr_t v = (intptr_t)mg_get_user_connection_data(conn);
+    (void)status;
+    if (st && ri && v >= 2)
+        gate_busy(&st->gate, ri, (int)(v - 2), 0);
+}
+
 /* Every request, health checks too, before its handler reads a byte of
  * the body.  0: go on; otherwise the refusal is sent (and the connection
  * closed: its body is unread). */
@@ -365,6 +669,17 @@ static int begin_request(struct mg_connection *conn)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     uint8_t key[16];
     double retry = 0;
+    if (st != NULL)
+        gate_busy(&st->gate, ri, request_fd(conn, st), 1);
+    /* CivetWeb accepts from mg_start() on, before the handlers are set: a
+     * tablet retrying against a restarting server would get 404. */
+    if (st != NULL && !atomic_load(&st->ready)) {
+        static const char msg[] =
+            "{\"error\":\"busy\",\"detail\":\"the server is starting; retry in 1 s\"}";
+        http_reply(conn, 503, "application/json", msg, sizeof msg - 1,
+                   "Retry-After: 1\r\nConnection: close\r\n");
+        return 503;
+    }
     if (st == NULL || !ratelimit_enabled(&st->ip))
         return 0;
     size_t n = ip_key(ri->remote_addr, key);
@@ -375,9 +690,10 @@ static int begin_request(struct mg_connection *conn)
 
 /* ---- bodies -------------------------------------------------------------- */
 
-/* Reads the whole body, within the configured cap and request_timeout_ms.
+/* Reads the whole body, within cap bytes and request_timeout_ms.
  * On refusal the reply is already sent and NULL is returned. */
-static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, size_t *len)
+static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, size_t cap,
+                          size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const struct config *cfg = &st->srv->cfg;
@@ -393,12 +709,12 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
     if (te || ri->content_length < 0) {
         static const char msg[] =
             "{\"error\":\"length_required\",\"detail\":\"send the body with a Content-Length\"}";
-        send_reply(conn, 411, "application/json", msg, sizeof msg - 1, "Connection: close\r\n");
+        http_reply(conn, 411, "application/json", msg, sizeof msg - 1, "Connection: close\r\n");
         return NULL;
     }
-    if ((uint64_t)ri->content_length > cfg->max_body_bytes) {
+    if ((uint64_t)ri->content_length > cap) {
         char d[96];
-        snprintf(d, sizeof d, "the body may be at most %zu bytes", cfg->max_body_bytes);
+        snprintf(d, sizeof d, "the body may be at most %zu bytes", cap);
         fail(conn, SYNC_ETOOBIG, "too_large", d, "Connection: close\r\n");
         return NULL;
     }
@@ -409,7 +725,7 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
         return NULL;
     }
     int64_t deadline = mono_ms() + cfg->request_timeout_ms;
-    int slot = n ? watchdog_arm(&st->wd, conn_fd(&st->wd, ri), deadline) : -1;
+    int slot = n ? watchdog_arm(&st->wd, request_fd(conn, st), deadline) : -1;
     while (got < n && mono_ms() < deadline) {
         int r = mg_read(conn, p + got, n - got);
         if (r <= 0)
@@ -436,6 +752,11 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
     return p;
 }
 
+uint8_t *http_body(struct mg_connection *conn, size_t cap, size_t *len)
+{
+    return read_body(conn, mg_get_user_context_data(conn), cap, len);
+}
+
 /* ---- handlers ------------------------------------------------------------ */
 
 static int method_is(struct mg_connection *conn, const char *m)
@@ -451,7 +772,7 @@ static int handle_health(struct mg_connection *conn, void *cb)
     char body[128];
     snprintf(body, sizeof body, "{\"status\":\"ok\",\"schema_version\":%d,\"time_ms\":%lld}",
              schema_version(), (long long)now_ms());
-    send_reply(conn, 200, "application/json", body, strlen(body), NULL);
+    http_reply(conn, 200, "application/json", body, strlen(body), NULL);
     return 200;
 }
 
@@ -463,7 +784,7 @@ static int handle_enroll(struct mg_connection *conn, void *cb)
     outcome_init(&o);
     if (!method_is(conn, "POST"))
         return fail(conn, SYNC_EINVAL, "method", "use POST", "Allow: POST\r\n");
-    uint8_t *body = read_body(conn, st, &len);
+    uint8_t *body = read_body(conn, st, st->srv->cfg.max_body_bytes, &len);
     if (body == NULL)
         return 400;
     char *reply = NULL;
@@ -471,7 +792,7 @@ static int handle_enroll(struct mg_connection *conn, void *cb)
     free(body);
     if (rc != SYNC_OK)
         return send_outcome(conn, &o, NULL);
-    send_reply(conn, 200, "application/json", reply, strlen(reply), NULL);
+    http_reply(conn, 200, "application/json", reply, strlen(reply), NULL);
     cJSON_free(reply);
     return 200;
 }
@@ -491,7 +812,7 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     outcome_init(&o);
     if (!method_is(conn, "POST"))
         return fail(conn, SYNC_EINVAL, "method", "use POST", "Allow: POST\r\n");
-    uint8_t *body = read_body(conn, st, &len);
+    uint8_t *body = read_body(conn, st, st->srv->cfg.max_body_bytes, &len);
     if (body == NULL)
         return 400;
     int rc;
@@ -528,7 +849,7 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     }
     int status;
     if (rc == SYNC_OK) {
-        send_reply(conn, 200, "application/octet-stream", sealed, sealedlen, NULL);
+        http_reply(conn, 200, "application/octet-stream", sealed, sealedlen, NULL);
         status = 200;
     } else if (rc == HTTP_RATE_LIMITED) {
         status = refuse_limited(conn, "device", retry, 0);
@@ -554,12 +875,6 @@ static int handle_pull(struct mg_connection *conn, void *cb)
     return handle_envelope(conn, cb, ENV_PULL);
 }
 
-static int handle_other(struct mg_connection *conn, void *cb)
-{
-    (void)cb;
-    return fail(conn, SYNC_ENOTFOUND, "not_found", "no such endpoint", NULL);
-}
-
 static int log_message(const struct mg_connection *conn, const char *message)
 {
     (void)conn;
@@ -572,8 +887,11 @@ static void state_free(struct http_state *st)
     if (st == NULL)
         return;
     watchdog_stop(&st->wd);
+    dash_free(st->dash);
     ratelimit_free(&st->dev);
     ratelimit_free(&st->ip);
+    free(st->gate.rec);
+    pthread_mutex_destroy(&st->gate.lock);
     free(st);
 }
 
@@ -601,15 +919,27 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
         "listen_backlog", "1024",
         NULL
     };
+    /* Every connection is a descriptor: a flood of them should meet the
+     * gate, not the soft limit (often 1024, far below the hard one). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     struct http_state *st = calloc(1, sizeof *st);
     if (st == NULL) {
         snprintf(err, errlen, "out of memory");
         return SYNC_ENOMEM;
     }
     st->srv = srv;
+    pthread_mutex_init(&st->gate.lock, NULL);
+    st->gate.cap = cfg->conns_per_ip;
+    st->gate.header_ms = cfg->header_timeout_ms < cfg->request_timeout_ms
+                       ? cfg->header_timeout_ms : cfg->request_timeout_ms;
     int bad = ratelimit_init(&st->dev, cfg->device_rate_per_s, cfg->device_burst) != 0;
     bad |= ratelimit_init(&st->ip, cfg->ip_rate_per_s, cfg->ip_burst) != 0;
-    if (bad || watchdog_start(&st->wd, cfg->num_threads) != 0) {
+    if (bad || watchdog_start(&st->wd, cfg->num_threads) != 0 ||
+        (st->dash = dash_new(srv)) == NULL) {
         state_free(st);
         snprintf(err, errlen, "cannot set up the HTTP limits (out of memory?)");
         return SYNC_ENOMEM;
@@ -618,6 +948,8 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
     memset(&cbs, 0, sizeof cbs);
     cbs.log_message = log_message;
     cbs.begin_request = begin_request;
+    cbs.end_request = end_request;
+    cbs.init_connection = init_connection;
     mg_init_library(0);
     srv->mg = mg_start(&cbs, st, options);
     if (srv->mg == NULL) {
@@ -630,10 +962,14 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
     mg_set_request_handler(srv->mg, "/v1/enroll$", handle_enroll, st);
     mg_set_request_handler(srv->mg, "/v1/push$", handle_push, st);
     mg_set_request_handler(srv->mg, "/v1/pull$", handle_pull, st);
-    mg_set_request_handler(srv->mg, "/", handle_other, st);
+    dash_routes(st->dash, srv->mg);          /* "/": the page, and 404 for the rest */
+    atomic_store(&st->ready, 1);
     struct mg_server_port ports[4];
     int n = mg_get_server_ports(srv->mg, 4, ports);
     *port = n > 0 ? ports[0].port : 0;
+    pthread_mutex_lock(&st->gate.lock);
+    st->gate.port = *port;                    /* the gate starts looking */
+    pthread_mutex_unlock(&st->gate.lock);
     return SYNC_OK;
 }
 

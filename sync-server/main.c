@@ -6,6 +6,7 @@
  *   sync-server --config FILE scopes                                     township / hall ids
  *   sync-server --config FILE devices | revoke DEVICE_ID | audit-verify
  *   sync-server --config FILE exec "SQL"                                 a county-side change
+ *   sync-server --config FILE add-user --name N --role R [--scope T]     a dashboard account
  */
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "audit.h"
 #include "auth.h"
+#include "dash.h"
 #include "demo.h"
 #include "eldersync.h"
 #include "http.h"
@@ -35,13 +37,19 @@ static int usage(void)
         "  enroll-code --role ROLE --scope KEY   print a one-time enrollment code\n"
         "                                        ROLE: caregiver | inspector (KEY: township id)\n"
         "                                              hall (KEY: dining hall id)\n"
-        "  demo-init [--db FILE]                 create the demo county database\n"
+        "  demo-init [--db FILE]                 create the demo county database and its\n"
+        "                                        dashboard accounts (passwords printed)\n"
+        "  demo-day --url URL --dir DIR          simulated tablets sync a day's work to URL\n"
         "  scopes                                list township and dining hall ids\n"
         "  devices                               list devices: role, scope, last sync, status\n"
         "  revoke DEVICE_ID                      refuse the device from its next request on\n"
         "  audit-verify                          check the audit log's hash chain\n"
         "  rotate-key                            start a new data key (tablets get it at next sync)\n"
-        "  exec \"SQL\"                            apply a county-side change (synced to tablets)\n");
+        "  exec \"SQL\"                            apply a county-side change (synced to tablets)\n"
+        "  add-user --name NAME --role ROLE [--scope TOWNSHIP_ID]\n"
+        "                                        a dashboard account; the password is read\n"
+        "                                        from stdin.  ROLE: county_admin |\n"
+        "                                        county_supervisor | township_supervisor\n");
     return 2;
 }
 
@@ -113,13 +121,48 @@ static void local_date(int offset_min, char out[11])
     strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
+/* The demo's dashboard accounts, with fresh random passwords printed once. */
+static int demo_users(struct server *srv)
+{
+    static const char *const who[][2] = {
+        { "admin", "county_admin" }, { "supervisor", "county_supervisor" },
+        { "chengguan", "township_supervisor" },
+    };
+    char twp[33] = "", pw[32], err[256];
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(srv->db, "SELECT lower(hex(id)) FROM townships WHERE name = '城关镇'",
+                           -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        snprintf(twp, sizeof twp, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    printf("\ndashboard accounts (passwords are new with every demo-init):\n");
+    for (size_t i = 0; i < sizeof who / sizeof who[0]; i++) {
+        static const char alphabet[] = "abcdefghjkmnpqrstuvwxyz23456789";
+        for (int k = 0; k < 12; k++)
+            pw[k] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
+        pw[12] = '\0';
+        int scoped = strcmp(who[i][1], "township_supervisor") == 0;
+        if (scoped && twp[0] == '\0')
+            continue;
+        if (dash_add_user(srv, who[i][0], who[i][1], scoped ? twp : NULL, pw, err,
+                          sizeof err) != SYNC_OK) {
+            fprintf(stderr, "sync-server: demo-init: %s\n", err);
+            return 1;
+        }
+        printf("  %-11s %-12s %s%s\n", who[i][0], pw, who[i][1], scoped ? " (城关镇)" : "");
+    }
+    sodium_memzero(pw, sizeof pw);
+    return 0;
+}
+
+/* The demo's history ends yesterday: today's work arrives by sync
+ * (demo-day), as it would in the county. */
 static int cmd_demo_init(struct server *srv)
 {
-    char err[256], today[11];
-    local_date(srv->cfg.utc_offset_min, today);
+    char err[256], yesterday[11];
+    local_date(srv->cfg.utc_offset_min - 24 * 60, yesterday);
     int rc = store_begin(srv);
     if (rc == SYNC_OK) {
-        rc = demo_init(srv->db, 20261130, today, err, sizeof err);
+        rc = demo_init(srv->db, 20261130, yesterday, err, sizeof err);
         if (rc == SYNC_OK && (rc = keyring_seal_plaintext(srv)) != SYNC_OK)
             snprintf(err, sizeof err, "cannot seal the personal data");
         rc = store_end(srv, rc);
@@ -130,6 +173,27 @@ static int cmd_demo_init(struct server *srv)
     }
     printf("created the demo county in %s\n", srv->cfg.db);
     demo_print_scopes(srv->db, stdout);
+    return demo_users(srv);
+}
+
+static int cmd_demo_day(struct server *srv, int argc, char **argv)
+{
+    const char *url = NULL, *dir = NULL;
+    char err[512];
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
+            url = argv[++i];
+        else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
+            dir = argv[++i];
+        else
+            return usage();
+    }
+    if (url == NULL || dir == NULL)
+        return usage();
+    if (demo_day(srv, url, dir, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "sync-server: demo-day: %s\n", err);
+        return 1;
+    }
     return 0;
 }
 
@@ -204,7 +268,7 @@ static int cmd_revoke(struct server *srv, const char *id)
 {
     struct outcome o;
     outcome_init(&o);
-    if (auth_revoke(srv, id, &o) != SYNC_OK) {
+    if (auth_revoke(srv, id, "admin", &o) != SYNC_OK) {
         fprintf(stderr, "sync-server: revoke: %s\n", o.detail);
         return 1;
     }
@@ -220,6 +284,39 @@ static int cmd_rotate_key(struct server *srv)
         return 1;
     }
     printf("data key %lld is now active\n", (long long)id);
+    return 0;
+}
+
+/* The password is the first line of stdin (a terminal shows what is typed:
+ * pipe it in, e.g. from a password manager). */
+static int cmd_add_user(struct server *srv, int argc, char **argv)
+{
+    const char *name = NULL, *role = NULL, *scope = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+            name = argv[++i];
+        else if (strcmp(argv[i], "--role") == 0 && i + 1 < argc)
+            role = argv[++i];
+        else if (strcmp(argv[i], "--scope") == 0 && i + 1 < argc)
+            scope = argv[++i];
+        else
+            return usage();
+    }
+    if (name == NULL || role == NULL)
+        return usage();
+    char pw[320], err[256];
+    if (fgets(pw, sizeof pw, stdin) == NULL) {
+        fprintf(stderr, "sync-server: add-user: give the password on stdin\n");
+        return 1;
+    }
+    pw[strcspn(pw, "\r\n")] = '\0';
+    int rc = dash_add_user(srv, name, role, scope, pw, err, sizeof err);
+    sodium_memzero(pw, sizeof pw);
+    if (rc != SYNC_OK) {
+        fprintf(stderr, "sync-server: add-user: %s\n", err);
+        return 1;
+    }
+    printf("added %s (%s)\n", name, role);
     return 0;
 }
 
@@ -274,7 +371,8 @@ int main(int argc, char **argv)
     config_finish(&srv.cfg);
     log_set_level(srv.cfg.log_level);
     static const char *const cmds[] = { "enroll-code", "demo-init", "scopes", "exec", "devices",
-                                        "revoke", "audit-verify", "rotate-key", NULL };
+                                        "revoke", "audit-verify", "rotate-key", "add-user",
+                                        "demo-day", NULL };
     int known = cmd == NULL;
     for (int k = 0; cmd && cmds[k]; k++)
         known |= strcmp(cmd, cmds[k]) == 0;
@@ -302,6 +400,10 @@ int main(int argc, char **argv)
         rc = cmd_audit_verify(&srv);
     else if (strcmp(cmd, "rotate-key") == 0)
         rc = cmd_rotate_key(&srv);
+    else if (strcmp(cmd, "add-user") == 0)
+        rc = cmd_add_user(&srv, cargc, cargv);
+    else if (strcmp(cmd, "demo-day") == 0)
+        rc = cmd_demo_day(&srv, cargc, cargv);
     else
         rc = cargc == 1 ? cmd_exec(&srv, cargv[0]) : usage();
     store_close(&srv);

@@ -11,9 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "client.h"
 #include "ids.h"
 #include "keyring.h"
+#include "log.h"
 #include "policy.h"
 #include "rowhash.h"
 #include "scope.h"
@@ -294,6 +296,36 @@ int srv_run(const struct srv_proc *p, const char *const *args, char *out, size_t
     return run_cmd(p, argv, out, n);
 }
 
+static void test_env(void);
+
+int srv_add_user(const struct srv_proc *p, const char *name, const char *role,
+                 const uint8_t *twp, const char *password)
+{
+    char hex[33], out[256];
+    int in[2];
+    test_env();
+    char *argv[12] = { SERVER_BIN, "--db", (char *)p->db, "add-user", "--name", (char *)name,
+                       "--role", (char *)role, NULL };
+    if (twp) {
+        hex_encode(hex, twp, 16);
+        argv[8] = "--scope";
+        argv[9] = hex;
+        argv[10] = NULL;
+    }
+    /* The password goes in on stdin, as an operator would pipe it. */
+    ASSERT_EQ(pipe(in), 0);
+    int saved = dup(0);
+    dup2(in[0], 0);
+    close(in[0]);
+    ASSERT_EQ(write(in[1], password, strlen(password)), (ssize_t)strlen(password));
+    ASSERT_EQ(write(in[1], "\n", 1), 1);
+    close(in[1]);
+    int rc = run_cmd(p, argv, out, sizeof out);
+    dup2(saved, 0);
+    close(saved);
+    return rc;
+}
+
 void srv_exec(const struct srv_proc *p, const char *sql)
 {
     char out[256];
@@ -351,6 +383,39 @@ struct sync_client *tablet_new(const struct srv_proc *p, const char *name, const
         ASSERT(0);
     }
     return c;
+}
+
+struct sync_client *tablet_enroll(const struct srv_proc *p, const char *name, const char *code)
+{
+    char path[256], err[256];
+    struct sync_client *c = NULL;
+    test_env();
+    snprintf(path, sizeof path, "%s/%s.db", p->dir, name);
+    if (sync_client_open(&c, path, err, sizeof err) != SYNC_OK) {
+        fprintf(stderr, "  open %s: %s\n", path, err);
+        return NULL;
+    }
+    if (sync_enroll(c, p->url, code, TEST_PIN) != SYNC_OK) {
+        fprintf(stderr, "  enroll %s: %s\n", name, sync_client_errmsg(c));
+        sync_client_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+long srv_rss_kb(const struct srv_proc *p)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)p->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
 }
 
 static sqlite3 *open_ro(const char *db, struct policy **pol)
@@ -437,6 +502,26 @@ void conflict_value(const char *db, const uint8_t pk[16], const char *kind, cons
     snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     free(blob);
+    store_close(&srv);
+    pthread_mutex_destroy(&srv.lock);
+}
+
+void srv_codes(const struct srv_proc *p, const char *role, const uint8_t scope[16], int n,
+               char (*codes)[24])
+{
+    struct server srv;
+    struct outcome o;
+    char hex[33];
+    hex_encode(hex, scope, 16);
+    open_server(&srv, p->db);
+    log_set_level(0);                  /* one "issued a code" line each is noise here */
+    for (int i = 0; i < n; i++) {
+        outcome_init(&o);
+        int rc = auth_code_new(&srv, role, hex, codes[i], &o);
+        if (rc != SYNC_OK)
+            fprintf(stderr, "  enroll code: %s\n", o.detail);
+        ASSERT_EQ(rc, SYNC_OK);
+    }
     store_close(&srv);
     pthread_mutex_destroy(&srv.lock);
 }

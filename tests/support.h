@@ -51,9 +51,17 @@ void srv_kill(struct srv_proc *p);     /* SIGKILL, wait */
 /* Runs `sync-server enroll-code`; code gets the one-line code. */
 void srv_code(const struct srv_proc *p, const char *role, const uint8_t scope[16], char *code,
               size_t n);
+/* n one-time codes at once, issued in this process on the server's
+ * database (the server may be running): codes[i] gets each. */
+void srv_codes(const struct srv_proc *p, const char *role, const uint8_t scope[16], int n,
+               char (*codes)[24]);
 /* Runs `sync-server --db DB <args...>` (NULL-terminated); out gets its
  * standard output.  Returns the exit status. */
 int srv_run(const struct srv_proc *p, const char *const *args, char *out, size_t n);
+/* Runs `sync-server add-user` with the password on stdin (twp: the
+ * township of a township_supervisor, else NULL).  Returns the exit status. */
+int srv_add_user(const struct srv_proc *p, const char *name, const char *role,
+                 const uint8_t *twp, const char *password);
 /* Runs `sync-server exec SQL` against the server's database. */
 void srv_exec(const struct srv_proc *p, const char *sql);
 /* The PIN every test tablet is enrolled with.  Tests set ELDERSYNC_PIN
@@ -73,6 +81,11 @@ void tablet_ident(const char *path, struct ident *id);
 /* Opens dir/<name>.db and enrolls it with role and scope. */
 struct sync_client *tablet_new(const struct srv_proc *p, const char *name, const char *role,
                                const uint8_t scope[16]);
+/* Opens dir/<name>.db and enrolls it with a code from srv_codes.  Returns
+ * NULL (with a message on stderr) on failure: safe off the main thread. */
+struct sync_client *tablet_enroll(const struct srv_proc *p, const char *name, const char *code);
+/* The server process's resident set, kB (VmRSS); -1 if unknown. */
+long srv_rss_kb(const struct srv_proc *p);
 /* The server's projection hash for a device of role/township/hall (hall
  * NULL for township roles), computed independently of row_versions. */
 void proj_hash(const char *db, const char *role, const uint8_t twp[16], const uint8_t *hall,

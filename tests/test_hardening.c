@@ -8,6 +8,11 @@
  *  - a client that stalls or trickles its body is answered within the
  *    request timeout, and 20 stalled connections do not keep a tablet
  *    from syncing;
+ *  - slowloris: while 1000 connections from another address sit idle or
+ *    trickle their headers (reopened as soon as the server shuts them),
+ *    tablets still sync; the server holds no more than conns_per_ip of
+ *    them at once and shuts the rest (ES_SLOW_CONNS, ES_SLOW_SECONDS
+ *    change the size and length);
  *  - the built-in limits leave a normal tablet alone.
  *
  * One server runs with a config file written here (small limits, a 1 s
@@ -18,6 +23,10 @@
  * traffic goes to 127.0.0.1; every wait is bounded. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -494,6 +503,213 @@ static void test_health_flood_limited(void)
     http_response_free(&r);
 }
 
+/* ---- slowloris ----------------------------------------------------------- */
+
+/* The attacker: NSLOW connections from 127.0.0.2 (the tablets use
+ * 127.0.0.1, so the per-address cap tells them apart); half send nothing,
+ * half trickle a header byte every 200 ms and never finish.  Every one the
+ * server closes is opened again at once. */
+struct slow {
+    int          port, n;
+    int         *fd;
+    int64_t     *opened;          /* when each fd was opened (ms) */
+    atomic_int   stop;
+    long         opens, closed_by_server;
+    int64_t      held_ms_max;     /* the longest one lived before the server shut it */
+    long         open_now_max;    /* connections established at once (client side) */
+};
+
+static int slow_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in me, sa;
+    memset(&me, 0, sizeof me);
+    me.sin_family = AF_INET;
+    me.sin_addr.s_addr = htonl(0x7f000002);   /* 127.0.0.2: still loopback */
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&me, sizeof me) != 0 ||
+        (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void *slow_main(void *arg)
+{
+    struct slow *s = arg;
+    static const char head[] = "POST /v1/push HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+    struct pollfd *pf = calloc((size_t)s->n, sizeof *pf);
+    int *sent = calloc((size_t)s->n, sizeof *sent);
+    if (pf == NULL || sent == NULL) {
+        free(pf);
+        free(sent);
+        return NULL;
+    }
+    int64_t next_trickle = mono_ms() + 200;
+    while (!atomic_load(&s->stop)) {
+        long open_now = 0;
+        for (int i = 0; i < s->n; i++) {
+            if (s->fd[i] < 0) {
+                s->fd[i] = slow_open(s->port);
+                s->opened[i] = mono_ms();
+                sent[i] = 0;
+                s->opens += s->fd[i] >= 0;
+            }
+            pf[i].fd = s->fd[i];
+            pf[i].events = POLLIN;
+            pf[i].revents = 0;
+            open_now += s->fd[i] >= 0;
+        }
+        if (open_now > s->open_now_max)
+            s->open_now_max = open_now;
+        poll(pf, (nfds_t)s->n, 50);
+        int trickle = mono_ms() >= next_trickle;
+        if (trickle)
+            next_trickle = mono_ms() + 200;
+        for (int i = 0; i < s->n; i++) {
+            if (s->fd[i] < 0)
+                continue;
+            int gone = (pf[i].revents & (POLLHUP | POLLERR)) != 0;
+            if (pf[i].revents & POLLIN) {
+                char buf[512];
+                ssize_t r = recv(s->fd[i], buf, sizeof buf, 0);
+                gone |= r <= 0 || r > 0;           /* a reply or an end: either way, done */
+            }
+            if (!gone && trickle && (i & 1)) {
+                char ch = sent[i] < (int)sizeof head - 1 ? head[sent[i]] : 'a';
+                if (send(s->fd[i], &ch, 1, MSG_NOSIGNAL) == 1)
+                    sent[i]++;
+                else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOTCONN)
+                    gone = 1;
+            }
+            if (gone) {
+                int64_t held = mono_ms() - s->opened[i];
+                if (held > s->held_ms_max)
+                    s->held_ms_max = held;
+                close(s->fd[i]);
+                s->fd[i] = -1;
+                s->closed_by_server++;
+            }
+        }
+    }
+    free(pf);
+    free(sent);
+    return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_slowloris(void)
+{
+    struct srv_proc p;
+    struct county cty;
+    struct slow s;
+    pthread_t th;
+    const char *e = getenv("ES_SLOW_CONNS");
+    int nslow = e && *e ? atoi(e) : 1000;
+    e = getenv("ES_SLOW_SECONDS");
+    int secs = e && *e ? atoi(e) : 8;
+    /* 1000 sockets here, and the tablets' files. */
+    struct rlimit rl;
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < (rlim_t)nslow + 512 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < (rlim_t)nslow + 512 ? rl.rlim_max : (rlim_t)nslow + 512;
+        ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    ASSERT_GE((long)rl.rlim_cur, (long)nslow + 64);
+    /* ES_SLOW_NOGATE=1: the same attack with the cap off and the header
+     * deadline at the request timeout (CivetWeb's own), for comparison. */
+    int nogate = getenv("ES_SLOW_NOGATE") != NULL;
+    start_with_config(&p, "slowloris", &cty, nogate
+                      ? "{\"num_threads\": 8, \"conns_per_ip\": 0, \"header_timeout_ms\": 2000,\n"
+                        " \"request_timeout_ms\": 2000}\n"
+                      : "{\"num_threads\": 8, \"conns_per_ip\": 2, \"header_timeout_ms\": 1000,\n"
+                        " \"request_timeout_ms\": 2000}\n");
+    struct sync_client *t[3];
+    static const int hall[3] = { 0, 1, 2 };
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "hall%d", i);
+        t[i] = tablet_new(&p, name, "hall", cty.hall[hall[i]]);
+        ASSERT_EQ(sync_run(t[i], NULL), SYNC_OK);
+    }
+
+    memset(&s, 0, sizeof s);
+    s.port = p.port;
+    s.n = nslow;
+    s.fd = malloc((size_t)nslow * sizeof *s.fd);
+    s.opened = calloc((size_t)nslow, sizeof *s.opened);
+    ASSERT(s.fd != NULL && s.opened != NULL);
+    for (int i = 0; i < nslow; i++)
+        s.fd[i] = -1;
+    ASSERT_EQ(pthread_create(&th, NULL, slow_main, &s), 0);
+    sleep_ms(1500);                   /* the attack is in place */
+
+    /* The tablets write and sync for secs seconds. */
+    int64_t lat[4096];
+    int nlat = 0, fails = 0;
+    long meals = 0;
+    int64_t end = mono_ms() + (int64_t)secs * 1000;
+    char sql[512], a[36], b[36], h[36];
+    while (mono_ms() < end && nlat < 4096) {
+        for (int i = 0; i < 3 && nlat < 4096; i++) {
+            uint8_t id[16];
+            randombytes_buf(id, sizeof id);
+            int twp = cty.hall_twp[hall[i]];
+            snprintf(sql, sizeof sql, "INSERT INTO meal_logs (id, senior_id, hall_id, "
+                     "service_date, meal_period, mode, served_at, price_paid_fen, subsidy_fen) "
+                     "VALUES (%s, %s, %s, '2026-11-30', 'lunch', 'dine_in', 1, 1000, 0)",
+                     xid(id, a), xid(cty.senior[twp][nlat % NSENIOR], b), xid(cty.hall[hall[i]], h));
+            ASSERT_EQ(sync_exec(t[i], sql), SYNC_OK);
+            meals++;
+            int64_t t0 = mono_ms();
+            int rc = sync_run(t[i], NULL);
+            lat[nlat++] = mono_ms() - t0;
+            if (rc != SYNC_OK && fails++ < 5)
+                fprintf(stderr, "  sync during slowloris: %s\n", sync_client_errmsg(t[i]));
+        }
+    }
+    long open_at_end = 0;
+    atomic_store(&s.stop, 1);
+    pthread_join(th, NULL);
+    for (int i = 0; i < nslow; i++)
+        if (s.fd[i] >= 0) {
+            open_at_end++;
+            close(s.fd[i]);
+        }
+    qsort(lat, (size_t)nlat, sizeof lat[0], cmp_i64);
+    printf("slowloris: %d slow connections from one address (%ld opened in all, %ld shut by "
+           "the server, none held longer than %lld ms; up to %ld open at once); tablets: %d "
+           "syncs, %d failed, latency p50 %lld ms, p99 %lld ms, max %lld ms\n",
+           nslow, s.opens, s.closed_by_server, (long long)s.held_ms_max, s.open_now_max, nlat,
+           fails, (long long)lat[nlat / 2], (long long)lat[nlat * 99 / 100],
+           (long long)lat[nlat - 1]);
+    fflush(stdout);
+    (void)open_at_end;
+    ASSERT_EQ(fails, 0);
+    ASSERT_GE(nlat, 3);
+    ASSERT_GE(s.open_now_max, nslow / 2);        /* the attack kept its sockets open */
+    ASSERT_GT(s.closed_by_server, nslow);         /* ... and the server kept shutting them */
+    char q[64];
+    snprintf(q, sizeof q, "SELECT count(*) FROM meal_logs");
+    ASSERT_EQ(server_count(p.db, q), meals);
+    for (int i = 0; i < 3; i++)
+        sync_client_close(t[i]);
+    free(s.fd);
+    free(s.opened);
+    srv_stop(&p);
+}
+
 /* ---- (d): the built-in limits leave a normal tablet alone ------------------- */
 
 static void test_defaults_leave_tablets_alone(void)
@@ -532,6 +748,7 @@ static const struct test_case tests[] = {
     TEST(test_slow_bodies_cut),
     TEST(test_stalled_clients_do_not_starve),
     TEST(test_health_flood_limited),
+    TEST(test_slowloris),
     TEST(test_defaults_leave_tablets_alone),
     { NULL, NULL }
 };

@@ -5,7 +5,8 @@
  * pushes, fleet).
  *
  *   merge rate       the full push path for one 100,000-row meal changeset
- *                    against plain prepared INSERTs of the same rows
+ *                    against plain prepared INSERTs of the same rows (best
+ *                    of 3 alternating rounds each)
  *   small pushes     sealed 50-row batches over HTTP: 8 devices at once, one
  *                    device back to back, one tablet through the SDK
  *   sync latency     200 tablets, each sync a push of 20 rows then a pull,
@@ -131,7 +132,7 @@ static double plain_inserts(const char *path, const struct meal *meals, int n)
     return dt;
 }
 
-static void bench_merge(void)
+static void bench_merge_once(double *push_s, double *plain_s)
 {
     char dir[128], db[192], plain[192], err[256];
     test_dir(dir, sizeof dir, "bench");
@@ -200,17 +201,33 @@ static void bench_merge(void)
     char *ack = NULL;
     double t0 = mono();
     int rc = push_apply(&srv, &dev, 1, b.p, b.len, &ack, &o);
-    merge_push_s = mono() - t0;
+    *push_s = mono() - t0;
     if (rc != SYNC_OK)
         fprintf(stderr, "  push_apply: %s: %s\n", o.error, o.detail);
     ASSERT_EQ(rc, SYNC_OK);
     free(ack);
     ASSERT_EQ(server_count(db, "SELECT count(*) FROM meal_logs"), MERGE_ROWS);
     store_close(&srv);
-    merge_plain_s = plain_inserts(plain, meals, MERGE_ROWS);
+    *plain_s = plain_inserts(plain, meals, MERGE_ROWS);
     buf_free(&b);
     free(cs);
     free(meals);
+}
+
+/* Best of 3 rounds, merge and plain alternating on fresh databases: the
+ * machine's load swings within seconds, and the fastest round of each is
+ * the one least disturbed by it. */
+static void bench_merge(void)
+{
+    merge_push_s = merge_plain_s = INFINITY;
+    for (int k = 0; k < 3; k++) {
+        double a, b;
+        bench_merge_once(&a, &b);
+        if (a < merge_push_s)
+            merge_push_s = a;
+        if (b < merge_plain_s)
+            merge_plain_s = b;
+    }
 }
 
 /* ---- a county with more halls, tablets, raw pushes ----------------------- */

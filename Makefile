@@ -17,7 +17,7 @@ CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral \
            -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 CPPFLAGS += -Iclient-sdk/include -Iclient-sdk/src -Isync-server
-LDLIBS  = -lcivetweb -lsqlite3 -lsodium -lcjson -lqrencode -lpthread -lm
+LDLIBS  = -lcivetweb -lsqlite3 -lsodium -lcjson -lqrencode -lz -lpthread -lm
 
 ifeq ($(SAN),1)
 B       = build/san
@@ -33,7 +33,7 @@ endif
 # Debian packages: building, then the extras the tests use (chromium and a
 # CJK font for the dashboard's browser test; node and npm: .ci/node.sh).
 BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev \
-             libqrencode-dev
+             libqrencode-dev zlib1g-dev
 TEST_PKGS  = sqlite3 valgrind chromium fonts-noto-cjk
 BROWSER    = tests/browser
 

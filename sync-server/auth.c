@@ -259,12 +259,17 @@ int auth_enroll(struct server *srv, const char *body, size_t len, char **reply,
 int auth_device(struct server *srv, const uint8_t id[16], struct device *dev,
                 struct outcome *o)
 {
-    sqlite3_stmt *st = NULL;
     memset(dev, 0, sizeof *dev);
     int rc = SYNC_EAUTH;
-    pthread_mutex_lock(&srv->lock);
-    if (sqlite3_prepare_v2(srv->db, "SELECT role, township_id, hall_id, status, last_batch_seq, "
-                           "kx_pk, sign_pk FROM devices WHERE id = ?1", -1, &st, NULL) == SQLITE_OK) {
+    /* On a read connection: every request looks its device up, and none
+     * should wait for a commit in progress. */
+    struct store_reader *r = store_reader_get(srv);
+    if (r == NULL)
+        return outcome_set(o, SYNC_EBUSY, "busy", "the database is busy; retry");
+    sqlite3_stmt *st = store_reader_stmt(r, "SELECT role, township_id, hall_id, status, "
+                                            "last_batch_seq, kx_pk, sign_pk FROM devices "
+                                            "WHERE id = ?1");
+    if (st) {
         sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW) {
             memcpy(dev->id, id, 16);
@@ -279,9 +284,9 @@ int auth_device(struct server *srv, const uint8_t id[16], struct device *dev,
             memcpy(dev->sign_pk, sqlite3_column_blob(st, 6), 32);
             rc = SYNC_OK;
         }
+        sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&srv->lock);
+    store_reader_put(srv, r);
     if (rc != SYNC_OK)
         return outcome_set(o, SYNC_EAUTH, "unknown_device", "this device is not enrolled");
     if (dev->revoked)

@@ -27,6 +27,7 @@ static void defaults(struct config *c)
     c->log_level = 2;
     c->utc_offset_min = 480;
     c->max_pin_failures = 5;
+    c->group_commit_max = 64;
     c->session_ttl_s = 8 * 3600;
     c->session_idle_s = 3600;
     c->login_rate_per_min = 10;
@@ -111,6 +112,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
            lvl = cfg->log_level, off = cfg->utc_offset_min,
            drate = cfg->device_rate_per_s, dburst = cfg->device_burst,
            irate = cfg->ip_rate_per_s, iburst = cfg->ip_burst, pinf = cfg->max_pin_failures,
+           group = cfg->group_commit_max,
            sttl = cfg->session_ttl_s, sidle = cfg->session_idle_s,
            lrate = cfg->login_rate_per_min, lburst = cfg->login_burst,
            rtarget = cfg->retrofit_target, rover = cfg->retrofit_overdue_days;
@@ -130,6 +132,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     else if (get_num(j, "log_level", 0, 2, &lvl)) bad = "log_level";
     else if (get_num(j, "utc_offset_minutes", -720, 840, &off)) bad = "utc_offset_minutes";
     else if (get_num(j, "max_pin_failures", 1, 100, &pinf)) bad = "max_pin_failures";
+    else if (get_num(j, "group_commit_max", 1, 4096, &group)) bad = "group_commit_max";
     else if (get_num(j, "device_rate_per_s", 0, 1e6, &drate)) bad = "device_rate_per_s";
     else if (get_num(j, "device_burst", 0, 1e6, &dburst) || (dburst > 0 && dburst < 1))
         bad = "device_burst";
@@ -159,6 +162,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     cfg->log_level = (int)lvl;
     cfg->utc_offset_min = (int)off;
     cfg->max_pin_failures = (int)pinf;
+    cfg->group_commit_max = (int)group;
     cfg->device_rate_per_s = drate;
     cfg->device_burst = dburst;
     cfg->ip_rate_per_s = irate;

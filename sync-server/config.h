@@ -29,6 +29,7 @@ struct config {
     int64_t max_clock_ahead_ms;  /* HLCs further ahead are clamped */
     int     log_level;
     int     max_pin_failures;    /* wrong PINs in a row before a tablet wipes its keys */
+    int     group_commit_max;    /* writes sharing one commit at most (1: a commit each) */
     /* The dashboard (docs/DASHBOARD.md). */
     int     session_ttl_s;       /* a login lasts at most this long ... */
     int     session_idle_s;      /* ... and ends after this long unused */

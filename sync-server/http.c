@@ -824,9 +824,12 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     else if ((rc = auth_device(srv, h.device_id, &dev, &o)) != SYNC_OK)
         ;
     else if (auth_session_keys(srv, &dev, rx, tx) != SYNC_OK ||
-             env_open(body, len, kind, rx, &h, &pt, &ptlen) != SYNC_OK)
+             (rc = env_open(body, len, kind, rx, &h, &pt, &ptlen)) == SYNC_ECRYPTO)
         rc = outcome_set(&o, SYNC_ECRYPTO, "authentication_failed",
                          "the envelope did not authenticate");
+    else if (rc != SYNC_OK)           /* authentic, but its content does not decode */
+        rc = outcome_set(&o, rc, rc == SYNC_ENOMEM ? "internal" : "bad_envelope",
+                         "the envelope's content does not decode");
     else if (kind == ENV_PUSH) {
         char *ack = NULL;
         rc = push_apply(srv, &dev, h.batch_seq, pt, ptlen, &ack, &o);
@@ -909,6 +912,11 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
         "max_request_size", "16384",           /* headers only */
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", keepalive,
+        /* A county's tablets sync in waves (500 at once in bench): room for
+         * them in the accept queue and the kernel backlog rather than
+         * refused connects.  Queued connections hold no worker. */
+        "connection_queue", "256",
+        "listen_backlog", "1024",
         NULL
     };
     /* Every connection is a descriptor: a flood of them should meet the

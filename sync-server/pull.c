@@ -60,8 +60,8 @@ static int parse_request(const uint8_t *req, size_t len, size_t cap, int64_t *cu
 }
 
 /* Adds one row (or its tombstone) of table index ti to the page. */
-static int add_row(struct server *srv, struct page *pg, int ti, const void *pk, int pklen,
-                   int deleted)
+static int add_row(struct server *srv, struct store_reader *r, struct page *pg, int ti,
+                   const void *pk, int pklen, int deleted)
 {
     const struct pol_table *t = &srv->pol->tables[ti];
     struct cs_value vals[POL_MAXCOL];
@@ -70,7 +70,7 @@ static int add_row(struct server *srv, struct page *pg, int ti, const void *pk, 
     int found = 0;
     if (!deleted) {
         snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" WHERE id = ?1", t->name);
-        if ((st = store_stmt(srv, sql)) == NULL)
+        if ((st = store_reader_stmt(r, sql)) == NULL)
             return SYNC_EIO;
         sqlite3_bind_blob(st, 1, pk, pklen, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_count(st) == t->ncol) {
@@ -103,29 +103,68 @@ static int add_row(struct server *srv, struct page *pg, int ti, const void *pk, 
     return pg->w[ti].b.oom ? SYNC_ENOMEM : SYNC_OK;
 }
 
-static int64_t confirmed_seq(struct server *srv, const struct device *dev, int64_t cursor)
+/* One integer from a cached statement with a device id (?1) and an
+ * optional integer (?2); def if there is no row. */
+static int64_t query_int(struct store_reader *r, const char *sql, const struct device *dev,
+                         int64_t arg, int64_t def)
 {
-    sqlite3_stmt *st = NULL;
-    int64_t v = 0;
-    if (sqlite3_prepare_v2(srv->db, "SELECT max(batch_seq) FROM batches WHERE device_id = ?1 "
-                           "AND vseq <= ?2", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, cursor);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
+    sqlite3_stmt *st = store_reader_stmt(r, sql);
+    int64_t v = def;
+    if (st == NULL)
+        return def;
+    sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, arg);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
     return v;
 }
 
+/* The device's last sync, written by the next group commit (store.c) with
+ * whatever pushes are in flight, so a pull costs no commit of its own when
+ * the server is busy. */
+struct sync_note {
+    struct store_job job;
+    uint8_t          id[16];
+    int64_t          at;
+};
+
+static int note_run(struct server *srv, void *arg)
+{
+    struct sync_note *n = arg;
+    sqlite3_stmt *st = store_stmt(srv, "UPDATE devices SET last_sync = max(coalesce(last_sync, 0), "
+                                       "?2), last_seen = max(coalesce(last_seen, 0), ?2) "
+                                       "WHERE id = ?1");
+    if (st == NULL)
+        return SYNC_EIO;
+    sqlite3_bind_blob(st, 1, n->id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, n->at);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+    sqlite3_reset(st);
+    return rc;
+}
+
+static void note_sync(struct server *srv, const struct device *dev)
+{
+    struct sync_note *n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return;
+    n->job.run = note_run;
+    n->job.arg = n;
+    memcpy(n->id, dev->id, 16);
+    n->at = now_ms();
+    store_group_detached(srv, &n->job);
+}
+
 /* Scans row_versions after cursor; sets *next and *more. */
-static int scan(struct server *srv, const struct device *dev, int64_t cursor, size_t max_bytes,
-                struct page *pg, int64_t *next, int *more)
+static int scan(struct server *srv, struct store_reader *r, const struct device *dev,
+                int64_t cursor, size_t max_bytes, struct page *pg, int64_t *next, int *more)
 {
     sqlite3_stmt *st = NULL;
-    int64_t head = store_counter(srv->db), last = cursor;
+    int64_t head = store_counter(r->db), last = cursor;
     *more = 0;
-    if (sqlite3_prepare_v2(srv->db,
+    if (sqlite3_prepare_v2(r->db,
             "SELECT tbl, pk, vseq, deleted FROM row_versions"
             " WHERE township_id IN (?1, x'') AND vseq > ?2 AND vseq <= ?3"
             " AND (?4 = x'' OR hall_id = x'' OR hall_id = ?4) ORDER BY vseq", -1, &st,
@@ -146,7 +185,7 @@ static int scan(struct server *srv, const struct device *dev, int64_t cursor, si
         const struct pol_table *t = policy_table(srv->pol, (const char *)sqlite3_column_text(st, 0));
         if (t == NULL || !(t->read_roles & dev->role))
             continue;
-        rc = add_row(srv, pg, (int)(t - srv->pol->tables), sqlite3_column_blob(st, 1),
+        rc = add_row(srv, r, pg, (int)(t - srv->pol->tables), sqlite3_column_blob(st, 1),
                      sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 3));
     }
     if (rc == SYNC_OK && !*more && step != SQLITE_DONE)
@@ -204,37 +243,32 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
     }
     for (int i = 0; i < srv->pol->ntables; i++)
         cs_writer_init(&pg->w[i]);
-    pthread_mutex_lock(&srv->lock);
-    rc = store_exec(srv->db, "BEGIN");      /* one consistent snapshot */
-    if (rc == SYNC_OK)
-        rc = scan(srv, dev, cursor, max_bytes, pg, &next, &more);
-    int64_t acked = 0, confirmed = 0;
+    /* A read connection: the pull does not wait for a commit in progress. */
+    struct store_reader *r = store_reader_get(srv);
+    int64_t acked = 0, confirmed = 0, active = 0;
+    rc = r == NULL ? SYNC_EBUSY : store_exec(r->db, "BEGIN");     /* one consistent snapshot */
     if (rc == SYNC_OK) {
-        confirmed = confirmed_seq(srv, dev, next);
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(srv->db, "SELECT last_batch_seq FROM devices WHERE id = ?1", -1,
-                               &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
-            if (sqlite3_step(st) == SQLITE_ROW)
-                acked = sqlite3_column_int64(st, 0);
+        rc = scan(srv, r, dev, cursor, max_bytes, pg, &next, &more);
+        if (rc == SYNC_OK) {
+            confirmed = query_int(r, "SELECT max(batch_seq) FROM batches WHERE device_id = ?1 "
+                                     "AND vseq <= ?2", dev, next, 0);
+            acked = query_int(r, "SELECT last_batch_seq FROM devices WHERE id = ?1", dev, 0, 0);
+            active = query_int(r, "SELECT coalesce(max(key_id), 0) FROM keyring WHERE ?1 IS "
+                                  "NOT NULL", dev, 0, 0);
         }
-        sqlite3_finalize(st);
-        /* Data keys this tablet lacks, sealed to its device key. */
-        if (have_key != INT64_MAX && keyring_for_device(srv, dev, have_key, keys) < 0)
+        sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+    }
+    store_reader_put(srv, r);
+    /* Data keys this tablet lacks, sealed to its device key (rare: the
+     * first sync and after a rotation; keys are only ever added). */
+    if (rc == SYNC_OK && have_key != INT64_MAX && (have_key < 0 || active > have_key)) {
+        pthread_mutex_lock(&srv->lock);
+        if (keyring_for_device(srv, dev, have_key, keys) < 0)
             rc = SYNC_ECRYPTO;
+        pthread_mutex_unlock(&srv->lock);
     }
-    sqlite3_exec(srv->db, "COMMIT", NULL, NULL, NULL);
-    if (rc == SYNC_OK) {              /* sync health for the dashboard */
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(srv->db, "UPDATE devices SET last_sync = ?2, last_seen = ?2 "
-                               "WHERE id = ?1", -1, &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 2, now_ms());
-            sqlite3_step(st);
-        }
-        sqlite3_finalize(st);
-    }
-    pthread_mutex_unlock(&srv->lock);
+    if (rc == SYNC_OK)                /* sync health for the dashboard */
+        note_sync(srv, dev);
     if (rc == SYNC_OK) {
         uint64_t hlc = hlc_make(now_ms(), 0, 0);
         if ((uint64_t)pg->max_hlc > hlc)

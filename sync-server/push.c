@@ -349,6 +349,8 @@ static int apply_part(struct authz *az, const uint8_t *cs, size_t len, struct me
     int more;
     if (len == 0)
         return SYNC_OK;
+    long nchanges = 0;
+    int guarded = 0;              /* a table whose triggers guard a state column */
     cs_iter_init(&it, cs, len);
     while ((more = cs_iter_next(&it)) == 1) {
         int rc = authorise_change(az, &it, o);
@@ -357,13 +359,25 @@ static int apply_part(struct authz *az, const uint8_t *cs, size_t len, struct me
         const struct pol_table *t = policy_table(srv->pol, it.table);
         if (t->hlc_col >= 0 && it.new_[t->hlc_col].type == CS_INT && it.new_[t->hlc_col].i > *max_hlc)
             *max_hlc = it.new_[t->hlc_col].i;
+        guarded |= t->state_col >= 0;
+        nchanges++;
     }
     if (more < 0)
         return outcome_set(o, SYNC_EPROTO, "bad_changeset", "changeset walk failed");
     long calls = m->calls;
     srv->track = 0;               /* versions are written below, not by triggers */
+    /* With tracking off the row-version triggers do nothing, yet SQLite
+     * still runs each one's program per row (about a tenth of an insert).
+     * A large changeset without state columns is applied with triggers off
+     * on this connection; turning them off or on again expires the prepared
+     * statements, which only pays for large changesets. */
+    int triggers_off = nchanges >= 500 && !guarded;
+    if (triggers_off)
+        sqlite3_db_config(srv->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, (int *)NULL);
     int rc = sqlite3changeset_apply_v2(srv->db, (int)len, (void *)cs, NULL, merge_conflict, m,
                                        NULL, NULL, SQLITE_CHANGESETAPPLY_NOSAVEPOINT);
+    if (triggers_off)
+        sqlite3_db_config(srv->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, (int *)NULL);
     srv->track = 1;
     if (m->forbidden)
         return outcome_set(o, SYNC_EFORBIDDEN, "out_of_scope",
@@ -404,15 +418,14 @@ static int clamp_hlcs(struct server *srv, int64_t limit, long *clamped)
 static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
                      const uint8_t hash[32], char **ack, struct outcome *o)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = store_stmt(srv, "SELECT last_batch_seq FROM devices WHERE id = ?1");
     int64_t last = 0;
-    if (sqlite3_prepare_v2(srv->db, "SELECT last_batch_seq FROM devices WHERE id = ?1", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (st == NULL)
         return outcome_set(o, SYNC_EIO, "storage", "cannot read the device");
     sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
         last = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     if (seq == (uint64_t)last + 1)
         return 1;
     o->expected_seq = last + 1;
@@ -420,8 +433,9 @@ static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
         return outcome_set(o, SYNC_ECONFLICT, "seq_gap",
                            "batch_seq %llu skips ahead; the server expects %lld",
                            (unsigned long long)seq, (long long)last + 1);
-    if (sqlite3_prepare_v2(srv->db, "SELECT content_hash, ack FROM batches WHERE device_id = ?1 "
-                           "AND batch_seq = ?2", -1, &st, NULL) != SQLITE_OK)
+    st = store_stmt(srv, "SELECT content_hash, ack FROM batches WHERE device_id = ?1 "
+                         "AND batch_seq = ?2");
+    if (st == NULL)
         return outcome_set(o, SYNC_EIO, "storage", "cannot read batches");
     sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (int64_t)seq);
@@ -435,7 +449,7 @@ static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
                          "batch_seq %llu was already used for different content; the server "
                          "expects %lld", (unsigned long long)seq, (long long)last + 1);
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc;
 }
 
@@ -443,12 +457,12 @@ static int record_batch(struct server *srv, const struct device *dev, uint64_t s
                         const uint8_t hash[32], const uint8_t *raw, size_t rawlen,
                         size_t nchanges, const char *ack, const struct batch *b, long clamped)
 {
-    sqlite3_stmt *st = NULL;
     int64_t now = now_ms();
     int rc = SYNC_EIO;
-    if (sqlite3_prepare_v2(srv->db, "INSERT INTO batches (device_id, batch_seq, content_hash, "
-                           "received_at, vseq, nchanges, ack, raw, signature) VALUES (?1, ?2, ?3, "
-                           "?4, ?8, ?5, ?6, ?7, ?9)", -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_stmt *st = store_stmt(srv, "INSERT INTO batches (device_id, batch_seq, content_hash, "
+                                       "received_at, vseq, nchanges, ack, raw, signature) VALUES "
+                                       "(?1, ?2, ?3, ?4, ?8, ?5, ?6, ?7, ?9)");
+    if (st) {
         sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (int64_t)seq);
         sqlite3_bind_blob(st, 3, hash, 32, SQLITE_STATIC);
@@ -459,15 +473,15 @@ static int record_batch(struct server *srv, const struct device *dev, uint64_t s
         sqlite3_bind_int64(st, 8, srv->vseq);
         sqlite3_bind_blob(st, 9, raw + rawlen - ENV_SIGBYTES, ENV_SIGBYTES, SQLITE_STATIC);
         rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+        sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
     if (rc != SYNC_OK)
         return rc;
     rc = SYNC_EIO;
-    if (sqlite3_prepare_v2(srv->db, "UPDATE devices SET last_batch_seq = ?2, last_seen = ?3, "
-                           "clock_skew_ms = ?4, schema_version = ?5, "
-                           "clamped_hlcs = clamped_hlcs + ?6 WHERE id = ?1", -1, &st,
-                           NULL) == SQLITE_OK) {
+    st = store_stmt(srv, "UPDATE devices SET last_batch_seq = ?2, last_seen = ?3, "
+                         "clock_skew_ms = ?4, schema_version = ?5, "
+                         "clamped_hlcs = clamped_hlcs + ?6 WHERE id = ?1");
+    if (st) {
         sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (int64_t)seq);
         sqlite3_bind_int64(st, 3, now);
@@ -479,19 +493,20 @@ static int record_batch(struct server *srv, const struct device *dev, uint64_t s
         sqlite3_bind_int(st, 5, b->schema_version);
         sqlite3_bind_int64(st, 6, clamped);
         rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+        sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
     return rc;
 }
 
-static void record_rejection(struct server *srv, const struct device *dev, uint64_t seq,
-                             const struct outcome *o, int http)
+/* The refusal's record and audit entry, inside the caller's transaction. */
+static int record_rejection_tx(struct server *srv, const struct device *dev, uint64_t seq,
+                               const struct outcome *o, int http)
 {
     sqlite3_stmt *st = store_stmt(srv, "INSERT INTO rejections (at, device_id, batch_seq, "
                                        "http_status, error, detail, entry_id) VALUES "
                                        "(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    if (st == NULL || store_begin(srv) != SYNC_OK)
-        return;
+    if (st == NULL)
+        return SYNC_EIO;
     sqlite3_bind_int64(st, 1, now_ms());
     sqlite3_bind_blob(st, 2, dev->id, 16, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (int64_t)seq);
@@ -507,7 +522,15 @@ static void record_rejection(struct server *srv, const struct device *dev, uint6
              (unsigned long long)seq, http, o->error, (long long)o->entry);
     if (rc == SYNC_OK)
         rc = audit_append(srv, "rejection", dev->id, "device", detail);
-    store_end(srv, rc);
+    return rc;
+}
+
+static void record_rejection(struct server *srv, const struct device *dev, uint64_t seq,
+                             const struct outcome *o, int http)
+{
+    if (store_begin(srv) != SYNC_OK)
+        return;
+    store_end(srv, record_rejection_tx(srv, dev, seq, o, http));
 }
 
 static char *make_ack(uint64_t seq, size_t entries, size_t changes, long conflicts)
@@ -570,13 +593,50 @@ static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
     return SYNC_OK;
 }
 
+/* One batch as a job of a group commit (store.c). */
+struct push_job {
+    struct store_job     job;
+    const struct device *dev;
+    uint64_t             seq;
+    const uint8_t       *pt;
+    size_t               ptlen;
+    const uint8_t       *hash;
+    const struct batch  *b;
+    size_t               nchanges;
+    char               **ack;
+    struct outcome      *o;
+    int                  recorded;     /* the refusal is recorded */
+};
+
+static int push_job_run(struct server *srv, void *arg)
+{
+    struct push_job *p = arg;
+    int rc = push_tx(srv, p->dev, p->seq, p->pt, p->ptlen, p->hash, p->b, p->nchanges, p->ack,
+                     p->o);
+    if (rc != SYNC_OK) {
+        free(*p->ack);
+        *p->ack = NULL;
+    }
+    return rc;
+}
+
+/* A refused batch was rolled back alone; its record commits with the
+ * round.  Sequence conflicts are not recorded (a lost reply is normal). */
+static void push_job_refused(struct server *srv, void *arg, int rc)
+{
+    struct push_job *p = arg;
+    if (rc != SYNC_ECONFLICT &&
+        record_rejection_tx(srv, p->dev, p->seq, p->o, http_status_for(rc)) == SYNC_OK)
+        p->recorded = 1;
+}
+
 int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
                const uint8_t *pt, size_t ptlen, char **ack, struct outcome *o)
 {
     struct batch b;
     uint8_t hash[32];
     size_t nchanges = 0;
-    int rc;
+    int rc, recorded = 0;
     *ack = NULL;
     memset(&b, 0, sizeof b);
     /* The signature comes first: nothing unsigned is even parsed. */
@@ -595,21 +655,24 @@ int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
     if (rc == SYNC_OK)
         rc = validate_all(srv, &b, &nchanges, o);
     if (rc == SYNC_OK) {
-        pthread_mutex_lock(&srv->lock);
-        rc = store_begin(srv);
-        if (rc == SYNC_OK)
-            rc = store_end(srv, push_tx(srv, dev, batch_seq, pt, ptlen, hash, &b,
-                                        nchanges, ack, o));
-        else
+        /* Batches from several devices share a transaction and one durable
+         * commit; this one is acknowledged only after that commit. */
+        struct push_job pj = { { NULL, push_job_run, push_job_refused, NULL, 0, 0, 0 },
+                               dev, batch_seq, pt, ptlen, hash, &b, nchanges, ack, o, 0 };
+        pj.job.arg = &pj;
+        rc = store_group(srv, &pj.job);
+        recorded = pj.recorded;
+        if (rc == SYNC_EBUSY && o->status == SYNC_OK)
             outcome_set(o, SYNC_EBUSY, "busy", "the database is busy; retry");
         if (rc == SYNC_EIO && o->status == SYNC_OK)
             outcome_set(o, SYNC_EIO, "storage", "the commit failed");
-        pthread_mutex_unlock(&srv->lock);
+        if (rc != SYNC_OK && o->status == SYNC_OK)
+            outcome_set(o, rc, "storage", "the batch was not applied");
     }
     if (rc != SYNC_OK) {
         free(*ack);
         *ack = NULL;
-        if (rc != SYNC_ECONFLICT) {
+        if (rc != SYNC_ECONFLICT && !recorded) {
             pthread_mutex_lock(&srv->lock);
             record_rejection(srv, dev, batch_seq, o, http_status_for(rc));
             pthread_mutex_unlock(&srv->lock);

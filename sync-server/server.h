@@ -21,7 +21,20 @@ struct server_keys {
     uint8_t blind[32];       /* the county's blind-index key (key id 0) */
 };
 
-#define STORE_STMTS 64
+#define STORE_STMTS 128
+#define STORE_READERS 4      /* read-only connections for pulls and lookups */
+#define READER_STMTS 48
+
+/* A read connection (store.c): WAL lets it read while the writer commits. */
+struct store_reader {
+    sqlite3             *db;
+    struct {
+        char         *sql;
+        sqlite3_stmt *st;
+    } stmts[READER_STMTS];
+    int                  nstmts;
+    struct store_reader *next;    /* in the free list */
+};
 
 struct server {
     struct config       cfg;
@@ -46,6 +59,21 @@ struct server {
     volatile int        stopping;
     struct { int64_t id; uint8_t key[32]; } keycache[8];
     int                 nkeycache;
+    /* Group commit (store.c): writes waiting to share one transaction. */
+    pthread_mutex_t     group_lock;
+    pthread_cond_t      group_done;
+    struct store_job   *group_head, *group_tail;
+    int                 group_leader;     /* a thread is running rounds */
+    int                 group_ready;      /* lock and cond initialised */
+    /* Read connections, opened on first use (store_reader_get). */
+    struct store_reader  readers[STORE_READERS];
+    struct store_reader *free_readers;
+    int                  nreaders;
+    pthread_cond_t       reader_free;
+    /* store_touch's last hall -> township lookup, valid for one transaction
+     * (a batch of meals names one hall). */
+    uint8_t             hall_memo[16], hall_memo_twp[16];
+    int                 hall_memo_n;      /* township bytes; -1: empty */
 };
 
 /* A device as the server knows it. */

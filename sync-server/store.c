@@ -229,6 +229,16 @@ static int load_server_tables(struct server *srv, char *err, size_t errlen)
 int store_open(struct server *srv, char *err, size_t errlen)
 {
     const char *path = srv->cfg.db;
+    if (!srv->group_ready) {
+        pthread_mutex_init(&srv->group_lock, NULL);
+        pthread_cond_init(&srv->group_done, NULL);
+        srv->group_head = srv->group_tail = NULL;
+        srv->group_leader = 0;
+        pthread_cond_init(&srv->reader_free, NULL);
+        srv->free_readers = NULL;
+        srv->nreaders = 0;
+        srv->group_ready = 1;
+    }
     if (sodium_init() < 0) {
         snprintf(err, errlen, "libsodium failed to initialise");
         return SYNC_ERROR;
@@ -322,45 +332,296 @@ void store_close(struct server *srv)
     policy_free(srv->pol);
     srv->pol = NULL;
     sodium_memzero(&srv->keys, sizeof srv->keys);
+    for (int i = 0; i < srv->nreaders; i++) {
+        struct store_reader *r = &srv->readers[i];
+        for (int k = 0; k < r->nstmts; k++) {
+            sqlite3_finalize(r->stmts[k].st);
+            free(r->stmts[k].sql);
+        }
+        r->nstmts = 0;
+        sqlite3_close_v2(r->db);
+        r->db = NULL;
+    }
+    srv->nreaders = 0;
+    srv->free_readers = NULL;
+    if (srv->group_ready) {
+        pthread_cond_destroy(&srv->reader_free);
+        pthread_cond_destroy(&srv->group_done);
+        pthread_mutex_destroy(&srv->group_lock);
+        srv->group_ready = 0;
+    }
+}
+
+/* Runs a cached statement without parameters or result rows. */
+static int stmt_run(struct server *srv, const char *sql)
+{
+    sqlite3_stmt *st = store_stmt(srv, sql);
+    if (st == NULL)
+        return SYNC_EIO;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SYNC_OK : SYNC_EIO;
 }
 
 int store_begin(struct server *srv)
 {
-    if (store_exec(srv->db, "BEGIN IMMEDIATE") != SYNC_OK)
+    if (stmt_run(srv, "BEGIN IMMEDIATE") != SYNC_OK)
         return SYNC_EBUSY;
-    srv->vseq = store_counter(srv->db);
+    sqlite3_stmt *st = store_stmt(srv, "SELECT v FROM sync_counter");
+    srv->vseq = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (st)
+        sqlite3_reset(st);
     srv->tx_active = 1;
+    srv->hall_memo_n = -1;
     return SYNC_OK;
 }
 
 int store_end(struct server *srv, int status)
 {
-    sqlite3_stmt *st = NULL;
     srv->tx_active = 0;
     srv->track = 1;
     if (status == SYNC_OK) {
-        if (sqlite3_prepare_v2(srv->db, "UPDATE sync_counter SET v = ?1", -1, &st, NULL) != SQLITE_OK)
+        sqlite3_stmt *st = store_stmt(srv, "UPDATE sync_counter SET v = ?1");
+        if (st == NULL)
             status = SYNC_EIO;
         else {
             sqlite3_bind_int64(st, 1, srv->vseq);
             if (sqlite3_step(st) != SQLITE_DONE)
                 status = SYNC_EIO;
+            sqlite3_reset(st);
         }
-        sqlite3_finalize(st);
-        if (status == SYNC_OK && store_exec(srv->db, "COMMIT") == SYNC_OK)
+        if (status == SYNC_OK && stmt_run(srv, "COMMIT") == SYNC_OK)
             return SYNC_OK;
-        if (status == SYNC_OK)
+        if (status == SYNC_OK) {
+            log_error("commit failed: %s", sqlite3_errmsg(srv->db));
             status = SYNC_EIO;
+        }
     }
     sqlite3_exec(srv->db, "ROLLBACK", NULL, NULL, NULL);
     return status;
+}
+
+/* ---- read connections ------------------------------------------------------ */
+
+static int reader_open(struct server *srv, struct store_reader *r)
+{
+    memset(r, 0, sizeof *r);
+    if (sqlite3_open_v2(srv->cfg.db, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        sqlite3_close_v2(r->db);
+        r->db = NULL;
+        return SYNC_EIO;
+    }
+    sqlite3_busy_timeout(r->db, 10000);
+    /* It only reads (query_only guards that), a modest cache bounds memory. */
+    if (store_exec(r->db, "PRAGMA query_only = ON; PRAGMA cache_size = -2048") != SYNC_OK) {
+        sqlite3_close_v2(r->db);
+        r->db = NULL;
+        return SYNC_EIO;
+    }
+    return SYNC_OK;
+}
+
+struct store_reader *store_reader_get(struct server *srv)
+{
+    struct store_reader *r = NULL;
+    pthread_mutex_lock(&srv->group_lock);
+    while (r == NULL) {
+        if (srv->free_readers) {
+            r = srv->free_readers;
+            srv->free_readers = r->next;
+        } else if (srv->nreaders < STORE_READERS) {
+            r = &srv->readers[srv->nreaders];
+            if (reader_open(srv, r) != SYNC_OK) {
+                log_error("cannot open a read connection to %s", srv->cfg.db);
+                r = NULL;
+                break;
+            }
+            srv->nreaders++;
+        } else {
+            pthread_cond_wait(&srv->reader_free, &srv->group_lock);
+        }
+    }
+    pthread_mutex_unlock(&srv->group_lock);
+    return r;
+}
+
+void store_reader_put(struct server *srv, struct store_reader *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&srv->group_lock);
+    r->next = srv->free_readers;
+    srv->free_readers = r;
+    pthread_cond_signal(&srv->reader_free);
+    pthread_mutex_unlock(&srv->group_lock);
+}
+
+sqlite3_stmt *store_reader_stmt(struct store_reader *r, const char *sql)
+{
+    for (int i = 0; i < r->nstmts; i++) {
+        if (strcmp(r->stmts[i].sql, sql) == 0) {
+            sqlite3_reset(r->stmts[i].st);
+            sqlite3_clear_bindings(r->stmts[i].st);
+            return r->stmts[i].st;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(r->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("cannot prepare a statement: %s", sqlite3_errmsg(r->db));
+        return NULL;
+    }
+    if (r->nstmts == READER_STMTS) {         /* full: drop the oldest */
+        sqlite3_finalize(r->stmts[0].st);
+        free(r->stmts[0].sql);
+        memmove(&r->stmts[0], &r->stmts[1], sizeof r->stmts[0] * (READER_STMTS - 1));
+        r->nstmts--;
+    }
+    char *copy = strdup(sql);
+    if (copy == NULL) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    r->stmts[r->nstmts].sql = copy;
+    r->stmts[r->nstmts].st = st;
+    r->nstmts++;
+    return st;
+}
+
+/* ---- group commit ---------------------------------------------------------- */
+
+/* One round: up to group_commit_max jobs from the queue in one transaction,
+ * each in its own savepoint, then one COMMIT.  Called and returns with
+ * group_lock held; holds srv->lock (not group_lock) while it works. */
+static void group_round(struct server *srv)
+{
+    struct store_job *list = srv->group_head, *last = list, *j;
+    int max = srv->cfg.group_commit_max > 0 ? srv->cfg.group_commit_max : 1;
+    for (int n = 1; n < max && last->next; n++)
+        last = last->next;
+    srv->group_head = last->next;
+    if (srv->group_head == NULL)
+        srv->group_tail = NULL;
+    last->next = NULL;
+    pthread_mutex_unlock(&srv->group_lock);
+
+    pthread_mutex_lock(&srv->lock);
+    int rc = store_begin(srv);
+    for (j = list; j; j = j->next) {
+        if (rc != SYNC_OK) {
+            j->rc = rc;
+            continue;
+        }
+        int64_t vseq = srv->vseq;
+        if (stmt_run(srv, "SAVEPOINT grp") != SYNC_OK) {
+            j->rc = SYNC_EIO;
+            continue;
+        }
+        j->rc = j->run(srv, j->arg);
+        srv->track = 1;
+        if (j->rc != SYNC_OK) {
+            stmt_run(srv, "ROLLBACK TO grp");
+            srv->vseq = vseq;                 /* its versions were never used */
+        }
+        stmt_run(srv, "RELEASE grp");
+        if (sqlite3_get_autocommit(srv->db)) {
+            /* SQLite rolled the whole transaction back (I/O error, out of
+             * memory): nothing of this round survives. */
+            srv->tx_active = 0;
+            rc = SYNC_EIO;
+            for (struct store_job *k = list; k != j->next; k = k->next)
+                if (k->rc == SYNC_OK)
+                    k->rc = SYNC_EIO;
+            continue;
+        }
+        if (j->rc != SYNC_OK && j->refused)
+            j->refused(srv, j->arg, j->rc);
+    }
+    if (rc == SYNC_OK && store_end(srv, SYNC_OK) != SYNC_OK)
+        for (j = list; j; j = j->next)
+            if (j->rc == SYNC_OK)
+                j->rc = SYNC_EIO;
+    pthread_mutex_unlock(&srv->lock);
+
+    pthread_mutex_lock(&srv->group_lock);
+    while (list) {
+        j = list;
+        list = list->next;
+        if (j->detached)
+            free(j);
+        else
+            j->done = 1;
+    }
+    pthread_cond_broadcast(&srv->group_done);
+}
+
+static void group_enqueue(struct server *srv, struct store_job *job)
+{
+    job->next = NULL;
+    job->done = 0;
+    job->rc = SYNC_EIO;
+    if (srv->group_tail)
+        srv->group_tail->next = job;
+    else
+        srv->group_head = job;
+    srv->group_tail = job;
+}
+
+int store_group(struct server *srv, struct store_job *job)
+{
+    job->detached = 0;
+    pthread_mutex_lock(&srv->group_lock);
+    group_enqueue(srv, job);
+    while (!job->done) {
+        if (!srv->group_leader) {
+            /* Lead until our own job is through, then hand over. */
+            srv->group_leader = 1;
+            while (!job->done)
+                group_round(srv);
+            srv->group_leader = 0;
+            pthread_cond_broadcast(&srv->group_done);
+            break;
+        }
+        pthread_cond_wait(&srv->group_done, &srv->group_lock);
+    }
+    pthread_mutex_unlock(&srv->group_lock);
+    return job->rc;
+}
+
+void store_group_detached(struct server *srv, struct store_job *job)
+{
+    pthread_mutex_lock(&srv->group_lock);
+    group_enqueue(srv, job);
+    if (srv->group_leader) {
+        job->detached = 1;                 /* the running rounds take it */
+    } else {
+        job->detached = 0;
+        srv->group_leader = 1;
+        while (!job->done)
+            group_round(srv);
+        srv->group_leader = 0;
+        pthread_cond_broadcast(&srv->group_done);
+        free(job);
+    }
+    pthread_mutex_unlock(&srv->group_lock);
 }
 
 /* (township, hall) of a row of t whose scope column holds v. */
 static void row_scope(struct server *srv, const struct pol_table *t, const struct cs_value *v,
                       uint8_t twp[16], int *ntwp, uint8_t hall[16], int *nhall)
 {
-    *ntwp = scope_township(srv, t, v, twp);
+    if (t->scope == SCOPE_HALL && v->type == CS_BLOB && v->n == 16 && srv->hall_memo_n >= 0 &&
+        memcmp(v->p, srv->hall_memo, 16) == 0) {
+        *ntwp = srv->hall_memo_n;
+        memcpy(twp, srv->hall_memo_twp, 16);
+    } else {
+        *ntwp = scope_township(srv, t, v, twp);
+        if (t->scope == SCOPE_HALL && v->type == CS_BLOB && v->n == 16 && *ntwp >= 0) {
+            memcpy(srv->hall_memo, v->p, 16);
+            memcpy(srv->hall_memo_twp, twp, 16);
+            srv->hall_memo_n = *ntwp;
+        }
+    }
     if (*ntwp < 0)
         *ntwp = 0;
     *nhall = 0;

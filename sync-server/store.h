@@ -35,6 +35,43 @@ sqlite3_stmt *store_stmt(struct server *srv, const char *sql);
 int store_begin(struct server *srv);
 int store_end(struct server *srv, int status);
 
+/* Group commit.  Writes that arrive together (pushes from several devices,
+ * pulls noting a device's last sync) share one transaction and one durable
+ * COMMIT: the first writer to find no round running leads rounds of up to
+ * group_commit_max jobs until its own job is done; the others wait for
+ * theirs.  Each job runs in its own SAVEPOINT, so a refused job is rolled
+ * back alone and the rest of the group commits.  A job's rc is final only
+ * after the COMMIT: if the COMMIT fails every job of the round gets
+ * SYNC_EIO (nothing of it was applied). */
+struct store_job {
+    struct store_job *next;
+    /* Inside the shared transaction (srv->lock held): SYNC_OK keeps the
+     * job's writes, anything else rolls them back. */
+    int  (*run)(struct server *srv, void *arg);
+    /* After a refusal was rolled back, still inside the transaction: may
+     * write a record of it (rejections).  May be NULL. */
+    void (*refused)(struct server *srv, void *arg, int rc);
+    void  *arg;
+    int    rc;
+    int    done;
+    int    detached;                 /* malloc'd; the round frees it */
+};
+/* Runs job in the next round and waits for its COMMIT; returns job->rc. */
+int  store_group(struct server *srv, struct store_job *job);
+/* A read connection for work that writes nothing (pulls, device lookups),
+ * so it does not wait for srv->lock while a commit is in progress: WAL
+ * readers see the last committed state.  Up to STORE_READERS, opened on
+ * first use; waits for a free one.  NULL if none can be opened.  Give it
+ * back with store_reader_put().  Statements from store_reader_stmt() are
+ * cached per connection like store_stmt(). */
+struct store_reader *store_reader_get(struct server *srv);
+void store_reader_put(struct server *srv, struct store_reader *r);
+sqlite3_stmt *store_reader_stmt(struct store_reader *r, const char *sql);
+
+/* Queues a malloc'd job without waiting for it (the round frees it); if no
+ * round is running, runs one now. */
+void store_group_detached(struct server *srv, struct store_job *job);
+
 /* Records that row pk of t changed, for the push path (which turns the
  * triggers off while SQLite applies a changeset): the row's entry in the
  * scope it is in now gets a new version, entries in other scopes become

@@ -57,7 +57,8 @@ static void seal_push(const struct pair *p, uint64_t seq, uint8_t **env,
     struct env_header h = push_header(seq);
     ASSERT_EQ(env_seal(&h, p->dev_tx, msg, sizeof msg, env, len), SYNC_OK);
     ASSERT_NOT_NULL(*env);
-    ASSERT_EQ(*len, sizeof msg + ENV_OVERHEAD);
+    /* version 2: one encoding byte; msg is too short to compress */
+    ASSERT_EQ(*len, sizeof msg + ENV_OVERHEAD + 1);
 }
 
 /* Opens as the server would; returns the status, frees any plaintext. */
@@ -290,6 +291,67 @@ static void test_peek_rejects(void)
     free(env);
 }
 
+/* Version 2 compresses what pays, and still reads and writes version 1. */
+static void test_versions_and_compression(void)
+{
+    struct pair p;
+    make_pair(&p);
+    static uint8_t big[20000];
+    for (size_t i = 0; i < sizeof big; i++)          /* a changeset-like repetition */
+        big[i] = (uint8_t)("meal_logs lunch dine_in 2026-11-30 "[i % 35] ^ (i % 97 == 0));
+    struct env_header h = push_header(3);
+    uint8_t *env, *pt;
+    size_t len, ptlen;
+    ASSERT_EQ(env_seal(&h, p.dev_tx, big, sizeof big, &env, &len), SYNC_OK);
+    ASSERT_EQ(env[2], 2);
+    ASSERT(len < sizeof big / 4);                    /* compressed before encryption */
+    struct env_header got;
+    ASSERT_EQ(env_open(env, len, ENV_PUSH, p.srv_rx, &got, &pt, &ptlen), SYNC_OK);
+    ASSERT_EQ(got.version, 2);
+    ASSERT_EQ(ptlen, sizeof big);
+    ASSERT(memcmp(pt, big, sizeof big) == 0);
+    free(pt);
+    free(env);
+    /* A version-1 peer: sealed and opened as before, no encoding byte. */
+    h.version = 1;
+    ASSERT_EQ(env_seal(&h, p.dev_tx, big, sizeof big, &env, &len), SYNC_OK);
+    ASSERT_EQ(env[2], 1);
+    ASSERT_EQ(len, sizeof big + ENV_OVERHEAD);
+    ASSERT_EQ(env_open(env, len, ENV_PUSH, p.srv_rx, &got, &pt, &ptlen), SYNC_OK);
+    ASSERT_EQ(got.version, 1);
+    ASSERT_EQ(ptlen, sizeof big);
+    ASSERT(memcmp(pt, big, sizeof big) == 0);
+    free(pt);
+    free(env);
+    /* The version is authenticated: relabelling 1 as 2 fails to open. */
+    ASSERT_EQ(env_seal(&h, p.dev_tx, msg, sizeof msg, &env, &len), SYNC_OK);
+    env[2] = 2;
+    ASSERT_EQ(env_open(env, len, ENV_PUSH, p.srv_rx, &got, &pt, &ptlen), SYNC_ECRYPTO);
+    free(env);
+    /* Authentic version-2 bytes that do not decode are refused. */
+    static const uint8_t bad[][8] = { { 7, 'x' }, { 1, 0, 0, 0, 9, 0xff, 0xff, 0xff },
+                                      { 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0 } };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct env_header h2 = push_header(3);
+        /* a v2 envelope by hand: header, nonce, AEAD over bad[i] as it is */
+        size_t rawlen = ENV_OVERHEAD + sizeof bad[i];
+        uint8_t *raw = malloc(rawlen);
+        ASSERT_NOT_NULL(raw);
+        raw[0] = 'E';
+        raw[1] = 'S';
+        raw[2] = 2;
+        raw[3] = ENV_PUSH;
+        memcpy(raw + 4, h2.device_id, 16);
+        be64_put(raw + 20, h2.batch_seq);
+        randombytes_buf(raw + 28, 24);
+        unsigned long long clen = 0;
+        crypto_aead_xchacha20poly1305_ietf_encrypt(raw + 52, &clen, bad[i], sizeof bad[i], raw,
+                                                   28, NULL, raw + 28, p.dev_tx);
+        ASSERT_EQ(env_open(raw, rawlen, ENV_PUSH, p.srv_rx, &got, &pt, &ptlen), SYNC_EPROTO);
+        free(raw);
+    }
+}
+
 static void test_empty_plaintext(void)
 {
     struct pair p;
@@ -298,7 +360,7 @@ static void test_empty_plaintext(void)
     uint8_t *env, *pt;
     size_t len, ptlen;
     ASSERT_EQ(env_seal(&h, p.dev_tx, NULL, 0, &env, &len), SYNC_OK);
-    ASSERT_EQ(len, ENV_OVERHEAD);
+    ASSERT_EQ(len, ENV_OVERHEAD + 1);
     ASSERT_EQ(env_open(env, len, ENV_PULL, p.srv_rx, &h, &pt, &ptlen), SYNC_OK);
     ASSERT_NOT_NULL(pt);
     ASSERT_EQ(ptlen, 0);
@@ -767,6 +829,7 @@ static const struct test_case tests[] = {
     TEST(test_header_tampering),
     TEST(test_peek_rejects),
     TEST(test_empty_plaintext),
+    TEST(test_versions_and_compression),
     TEST(test_seal_bad_args),
     TEST(test_ids_increasing),
     TEST(test_ids_threads_unique),

@@ -5,7 +5,7 @@
  * ciphertext under crypto_kx session keys:
  *
  *   offset  0   2 bytes  magic "ES"
- *           2   1 byte   protocol version (ENV_VERSION)
+ *           2   1 byte   envelope version (1 or 2, see below)
  *           3   1 byte   kind (enum env_kind)
  *           4  16 bytes  device id
  *          20   8 bytes  batch_seq, big-endian (0 for pulls)
@@ -16,6 +16,12 @@
  * although it travels in clear (the server needs the device id to pick the
  * key before it can decrypt).
  *
+ * Version 1: the ciphertext holds the message itself.  Version 2: it holds
+ * one encoding byte, then 0 = the message as is, 1 = the message's length
+ * (u32, big-endian) and its zlib (deflate) compression: compressed before
+ * it is encrypted, used only when that is shorter.  A reply is sealed in
+ * the version of its request, so a version-1 tablet keeps working.
+ *
  * Callers must have called sodium_init() once.  Functions return SYNC_OK or
  * a negative SYNC_E* code from eldersync.h.
  */
@@ -25,7 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ENV_VERSION     1
+#define ENV_VERSION     2           /* what this side sends */
+#define ENV_VERSION_MIN 1           /* oldest still accepted */
 #define ENV_HDRBYTES    28
 #define ENV_NONCEBYTES  24
 #define ENV_TAGBYTES    16
@@ -40,7 +47,7 @@ enum env_kind {
 };
 
 struct env_header {
-    int      version;       /* ENV_VERSION; env_seal() ignores it */
+    int      version;       /* 1 or 2; env_seal() treats anything else as ENV_VERSION */
     int      kind;          /* enum env_kind */
     uint8_t  device_id[16];
     uint64_t batch_seq;     /* 0 for pulls */
@@ -49,11 +56,12 @@ struct env_header {
 /* Parses the clear header only -- nothing is authenticated yet, so use the
  * result just to choose a key.  SYNC_EPROTO if buf is shorter than the
  * smallest possible envelope (ENV_OVERHEAD), the magic is wrong, the version
- * is not ENV_VERSION or the kind is unknown. */
+ * is not ENV_VERSION_MIN..ENV_VERSION or the kind is unknown. */
 int env_peek(const uint8_t *buf, size_t len, struct env_header *h);
 
-/* Seals pt under key with a fresh random nonce.  *out is malloc'd (release
- * with free()) and holds ptlen + ENV_OVERHEAD bytes; on failure *out is NULL
+/* Seals pt under key with a fresh random nonce, in h->version (version 2
+ * compresses pt when that pays).  *out is malloc'd (release with free())
+ * and holds at most ptlen + ENV_OVERHEAD (+ 1 in version 2) bytes; on failure *out is NULL
  * and *outlen 0.  SYNC_EINVAL for an unknown kind or pt NULL with ptlen > 0,
  * SYNC_ETOOBIG past the cipher's message limit, SYNC_ENOMEM. */
 int env_seal(const struct env_header *h, const uint8_t key[ENV_KEYBYTES],
@@ -64,7 +72,10 @@ int env_seal(const struct env_header *h, const uint8_t key[ENV_KEYBYTES],
  * with no further detail.  On success *pt is malloc'd (free()) -- a 1-byte
  * allocation when *ptlen is 0, so success is always a non-NULL *pt -- and
  * *h (if h is not NULL) holds the now-authenticated header.  On failure *pt
- * is NULL, *ptlen 0 and *h zeroed. */
+ * is NULL, *ptlen 0 and *h zeroed.  A version-2 message that does not
+ * decode (unknown encoding, bad deflate stream, length over ENV_MAX_PLAIN)
+ * is SYNC_EPROTO. */
+#define ENV_MAX_PLAIN   (64u << 20)
 int env_open(const uint8_t *buf, size_t len, int kind,
              const uint8_t key[ENV_KEYBYTES], struct env_header *h,
              uint8_t **pt, size_t *ptlen);

@@ -20,7 +20,7 @@ mv "$OUT/schema_gen.c.tmp" "$OUT/schema_gen.c"
 FLAGS="-g -O1 -fno-sanitize-recover=undefined -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fno-omit-frame-pointer"
 INC="-Iclient-sdk/include -Iclient-sdk/src -Isync-server -Itests/fuzz"
 SRC="client-sdk/src/*.c $OUT/schema_gen.c $(ls sync-server/*.c | grep -v main.c | tr "\n" " ") tests/fuzz/fuzz_common.c"
-LIBS="-lsqlite3 -lsodium -lcjson -lcivetweb -lpthread -lm"
+LIBS="-lsqlite3 -lsodium -lcjson -lcivetweb -lz -lpthread -lm"
 
 targets=${1:-"fuzz_changeset fuzz_envelope fuzz_push gen_corpus"}
 for t in $targets; do

@@ -138,7 +138,7 @@ static int watchdog_start(struct watchdog *wd, int nslots)
 {
     pthread_condattr_t ca;
     memset(wd, 0, sizeof *wd);
-    wd->slots = malloc((size_t)nslots * sizeof *wd->slots);
+    wd->slots = es_malloc((size_t)nslots * sizeof *wd->slots);
     if (wd->slots == NULL)
         return -1;
     wd->nslots = nslots;
@@ -170,7 +170,7 @@ static void watchdog_stop(struct watchdog *wd)
         pthread_cond_destroy(&wd->wake);
         pthread_mutex_destroy(&wd->lock);
     }
-    free(wd->slots);
+    es_free(wd->slots);
     wd->slots = NULL;
 }
 
@@ -403,7 +403,7 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
         return NULL;
     }
     size_t n = (size_t)ri->content_length, got = 0;
-    uint8_t *p = malloc(n ? n : 1);
+    uint8_t *p = es_malloc(n ? n : 1);
     if (p == NULL) {
         fail(conn, SYNC_ENOMEM, "internal", "out of memory", "Connection: close\r\n");
         return NULL;
@@ -418,7 +418,7 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
     }
     int fired = watchdog_disarm(&st->wd, slot);
     if (got != n) {
-        free(p);
+        es_free(p);
         if (fired || mono_ms() >= deadline) {
             char d[96];
             snprintf(d, sizeof d, "the body did not arrive within %d ms",
@@ -468,7 +468,7 @@ static int handle_enroll(struct mg_connection *conn, void *cb)
         return 400;
     char *reply = NULL;
     int rc = auth_enroll(st->srv, (const char *)body, len, &reply, &o);
-    free(body);
+    es_free(body);
     if (rc != SYNC_OK)
         return send_outcome(conn, &o, NULL);
     send_reply(conn, 200, "application/json", reply, strlen(reply), NULL);
@@ -534,10 +534,10 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     }
     memset(rx, 0, sizeof rx);
     memset(tx, 0, sizeof tx);
-    free(body);
-    free(pt);
-    free(reply);
-    free(sealed);
+    es_free(body);
+    es_free(pt);
+    es_free(reply);
+    es_free(sealed);
     return status;
 }
 
@@ -571,7 +571,7 @@ static void state_free(struct http_state *st)
     watchdog_stop(&st->wd);
     ratelimit_free(&st->dev);
     ratelimit_free(&st->ip);
-    free(st);
+    es_free(st);
 }
 
 int http_start(struct server *srv, int *port, char *err, size_t errlen)
@@ -593,7 +593,7 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
         "keep_alive_timeout_ms", keepalive,
         NULL
     };
-    struct http_state *st = calloc(1, sizeof *st);
+    struct http_state *st = es_calloc(1, sizeof *st);
     if (st == NULL) {
         snprintf(err, errlen, "out of memory");
         return SYNC_ENOMEM;

@@ -118,8 +118,8 @@ static int same_value(struct merge_ctx *m, const struct pol_table *t, int col,
         sodium_memzero(pa, na);
     if (pb)
         sodium_memzero(pb, nb);
-    free(pa);
-    free(pb);
+    es_free(pa);
+    es_free(pb);
     return same;
 }
 

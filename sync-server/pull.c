@@ -173,7 +173,7 @@ static int assemble(struct server *srv, struct page *pg, const char *json, uint8
             return SYNC_ENOMEM;
         }
         buf_append(&b, p, n);
-        free(p);
+        es_free(p);
     }
     *reply = buf_take(&b, replylen);
     return *reply ? SYNC_OK : SYNC_ENOMEM;
@@ -197,7 +197,7 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
     }
     if (rc != SYNC_OK)
         return rc;
-    struct page *pg = calloc(1, sizeof *pg);
+    struct page *pg = es_calloc(1, sizeof *pg);
     if (pg == NULL) {
         cJSON_Delete(keys);
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
@@ -261,7 +261,7 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
     }
     for (int i = 0; i < srv->pol->ntables; i++)
         cs_writer_reset(&pg->w[i]);
-    free(pg);
+    es_free(pg);
     cJSON_Delete(keys);
     if (rc != SYNC_OK && o->status == SYNC_OK)
         outcome_set(o, rc, rc == SYNC_ENOMEM ? "internal" : "storage", "cannot build the page");

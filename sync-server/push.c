@@ -60,7 +60,7 @@ static int parse_batch(const uint8_t *p, size_t len, struct batch *b, struct out
     if (n == 0 || n > MAX_ENTRIES)
         return outcome_set(o, n ? SYNC_ETOOBIG : SYNC_EPROTO, "bad_payload",
                            "a batch holds 1 to %d entries, not %u", MAX_ENTRIES, n);
-    b->e = calloc(n, sizeof *b->e);
+    b->e = es_calloc(n, sizeof *b->e);
     if (b->e == NULL)
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     size_t pos = 16;
@@ -515,7 +515,7 @@ static char *make_ack(uint64_t seq, size_t entries, size_t changes, long conflic
     char buf[160];
     snprintf(buf, sizeof buf, "{\"batch_seq\":%llu,\"entries\":%zu,\"changes\":%zu,"
              "\"conflicts\":%ld}", (unsigned long long)seq, entries, changes, conflicts);
-    return strdup(buf);
+    return es_strdup(buf);
 }
 
 /* Everything between BEGIN and COMMIT. */
@@ -528,7 +528,7 @@ static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
         return rc;
     struct merge_ctx m = { srv, dev, (int64_t)seq, 0, 0, 0, 0, 0 };
     int64_t max_hlc = 0;
-    struct authz *az = calloc(1, sizeof *az);
+    struct authz *az = es_calloc(1, sizeof *az);
     if (az == NULL)
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     az->srv = srv;
@@ -539,12 +539,12 @@ static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
             rc = apply_part(az, b->e[i].cs[k], b->e[i].len[k], &m, &max_hlc, o);
             if (rc != SYNC_OK) {
                 o->entry = b->e[i].id;
-                free(az);
+                es_free(az);
                 return rc;
             }
         }
     }
-    free(az);
+    es_free(az);
     long clamped = 0;
     int64_t limit = (int64_t)hlc_make(now_ms() + srv->cfg.max_clock_ahead_ms, 0, 0);
     if (max_hlc > limit && clamp_hlcs(srv, limit, &clamped) != SYNC_OK)
@@ -607,7 +607,7 @@ int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
         pthread_mutex_unlock(&srv->lock);
     }
     if (rc != SYNC_OK) {
-        free(*ack);
+        es_free(*ack);
         *ack = NULL;
         if (rc != SYNC_ECONFLICT) {
             pthread_mutex_lock(&srv->lock);
@@ -618,6 +618,6 @@ int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
                  dev->id[1], dev->id[2], dev->id[3], (unsigned long long)batch_seq, o->error,
                  o->detail);
     }
-    free(b.e);
+    es_free(b.e);
     return rc;
 }

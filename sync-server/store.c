@@ -293,11 +293,11 @@ sqlite3_stmt *store_stmt(struct server *srv, const char *sql)
     }
     if (srv->nstmts == STORE_STMTS) {        /* full: drop the oldest */
         sqlite3_finalize(srv->stmts[0].st);
-        free(srv->stmts[0].sql);
+        es_free(srv->stmts[0].sql);
         memmove(&srv->stmts[0], &srv->stmts[1], sizeof srv->stmts[0] * (STORE_STMTS - 1));
         srv->nstmts--;
     }
-    char *copy = strdup(sql);
+    char *copy = es_strdup(sql);
     if (copy == NULL) {
         sqlite3_finalize(st);
         return NULL;
@@ -312,7 +312,7 @@ void store_close(struct server *srv)
 {
     for (int i = 0; i < srv->nstmts; i++) {
         sqlite3_finalize(srv->stmts[i].st);
-        free(srv->stmts[i].sql);
+        es_free(srv->stmts[i].sql);
     }
     srv->nstmts = 0;
     sodium_memzero(srv->keycache, sizeof srv->keycache);

@@ -73,7 +73,7 @@ int env_seal(const struct env_header *h, const uint8_t key[ENV_KEYBYTES],
         return SYNC_ETOOBIG;
 
     size_t total = ptlen + ENV_OVERHEAD;
-    uint8_t *p = malloc(total);
+    uint8_t *p = es_malloc(total);
     if (p == NULL)
         return SYNC_ENOMEM;
 
@@ -85,7 +85,7 @@ int env_seal(const struct env_header *h, const uint8_t key[ENV_KEYBYTES],
         p + ENV_BODY_OFF, &clen, pt, ptlen, p, ENV_HDRBYTES, NULL,
         p + ENV_HDRBYTES, key);
     if (clen != ptlen + ENV_TAGBYTES) {     /* cannot happen; be safe */
-        free(p);
+        es_free(p);
         return SYNC_ERROR;
     }
     *out = p;
@@ -115,7 +115,7 @@ int env_open(const uint8_t *buf, size_t len, int kind,
     size_t clen = len - ENV_BODY_OFF;
     size_t mlen = clen - ENV_TAGBYTES;
     /* malloc(0) may return NULL; success must always be non-NULL. */
-    uint8_t *m = malloc(mlen ? mlen : 1);
+    uint8_t *m = es_malloc(mlen ? mlen : 1);
     if (m == NULL)
         return SYNC_ENOMEM;
 
@@ -124,7 +124,7 @@ int env_open(const uint8_t *buf, size_t len, int kind,
             m, &got, NULL, buf + ENV_BODY_OFF, clen, buf, ENV_HDRBYTES,
             buf + ENV_HDRBYTES, key) != 0 || got != mlen) {
         sodium_memzero(m, mlen);    /* never leak unauthenticated bytes */
-        free(m);
+        es_free(m);
         return SYNC_ECRYPTO;
     }
     if (h != NULL)

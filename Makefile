@@ -70,9 +70,23 @@ $(B)/eldersync: client-sdk/cli/eldersync.c $(B)/libeldersync.a
 $(B)/tests/support.o: tests/support.c tests/*.h client-sdk/src/*.h sync-server/*.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -DES_BUILD_DIR='"$(B)"' -c -o $@ $<
-$(B)/tests/%: tests/%.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a
+# Test helpers every test may use (an archive: only what a test calls is
+# linked): the fault-injecting VFS, the in-process push fixture and the
+# fuzzers' fixed-id county.
+TEST_LIB_SRC = tests/faultvfs.c tests/pushfix.c tests/fuzz/fuzz_common.c
+TEST_LIB_OBJ = $(patsubst %.c,$(B)/tests/lib/%.o,$(notdir $(TEST_LIB_SRC)))
+$(B)/tests/lib/%.o: tests/%.c tests/*.h tests/fuzz/*.h client-sdk/src/*.h sync-server/*.h
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests -Itests/fuzz $(CFLAGS) -c -o $@ $<
+$(B)/tests/lib/%.o: tests/fuzz/%.c tests/fuzz/*.h client-sdk/src/*.h sync-server/*.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests -Itests/fuzz $(CFLAGS) -c -o $@ $<
+$(B)/tests/libtest.a: $(TEST_LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+$(B)/tests/%: tests/%.c tests/*.h $(B)/tests/support.o $(B)/tests/libtest.a $(B)/libserver.a $(B)/libeldersync.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests -Itests/fuzz $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/tests/libtest.a $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
 
 $(B)/bench: tests/bench.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)

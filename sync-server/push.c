@@ -428,7 +428,8 @@ static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
     int rc;
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32 &&
         sodium_memcmp(sqlite3_column_blob(st, 0), hash, 32) == 0) {
-        *ack = strdup((const char *)sqlite3_column_text(st, 1));
+        const char *stored = (const char *)sqlite3_column_text(st, 1);
+        *ack = stored ? es_strdup(stored) : NULL;    /* NULL text: out of memory */
         rc = *ack ? 0 : outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     } else {
         rc = outcome_set(o, SYNC_ECONFLICT, "seq_old",

@@ -73,7 +73,12 @@ static int add_row(struct server *srv, struct page *pg, int ti, const void *pk, 
         if ((st = store_stmt(srv, sql)) == NULL)
             return SYNC_EIO;
         sqlite3_bind_blob(st, 1, pk, pklen, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_count(st) == t->ncol) {
+        int step = sqlite3_step(st);
+        if (step != SQLITE_ROW && step != SQLITE_DONE) {
+            sqlite3_reset(st);       /* a failed read is not a deleted row */
+            return SYNC_EIO;
+        }
+        if (step == SQLITE_ROW && sqlite3_column_count(st) == t->ncol) {
             found = 1;
             for (int i = 0; i < t->ncol; i++)
                 rowval_column(&vals[i], st, i);
@@ -106,7 +111,7 @@ static int add_row(struct server *srv, struct page *pg, int ti, const void *pk, 
 static int64_t confirmed_seq(struct server *srv, const struct device *dev, int64_t cursor)
 {
     sqlite3_stmt *st = NULL;
-    int64_t v = 0;
+    int64_t v = -1;                   /* -1: cannot be read */
     if (sqlite3_prepare_v2(srv->db, "SELECT max(batch_seq) FROM batches WHERE device_id = ?1 "
                            "AND vseq <= ?2", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
@@ -125,6 +130,8 @@ static int scan(struct server *srv, const struct device *dev, int64_t cursor, si
     sqlite3_stmt *st = NULL;
     int64_t head = store_counter(srv->db), last = cursor;
     *more = 0;
+    if (head < 0)
+        return SYNC_EIO;
     if (sqlite3_prepare_v2(srv->db,
             "SELECT tbl, pk, vseq, deleted FROM row_versions"
             " WHERE township_id IN (?1, x'') AND vseq > ?2 AND vseq <= ?3"
@@ -210,7 +217,10 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
         rc = scan(srv, dev, cursor, max_bytes, pg, &next, &more);
     int64_t acked = 0, confirmed = 0;
     if (rc == SYNC_OK) {
+        /* Both go to the tablet, which forgets outbox entries and resends
+         * batches by them: a failed read must fail the pull, not say 0. */
         confirmed = confirmed_seq(srv, dev, next);
+        acked = -1;
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(srv->db, "SELECT last_batch_seq FROM devices WHERE id = ?1", -1,
                                &st, NULL) == SQLITE_OK) {
@@ -219,11 +229,18 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
                 acked = sqlite3_column_int64(st, 0);
         }
         sqlite3_finalize(st);
+        if (confirmed < 0 || acked < 0)
+            rc = SYNC_EIO;
         /* Data keys this tablet lacks, sealed to its device key. */
+        /* A failure here is the server's (memory, storage), not a failed
+         * authentication: SYNC_ECRYPTO would answer 401 "not authorised". */
         if (have_key != INT64_MAX && keyring_for_device(srv, dev, have_key, keys) < 0)
-            rc = SYNC_ECRYPTO;
+            rc = SYNC_EIO;
     }
-    sqlite3_exec(srv->db, "COMMIT", NULL, NULL, NULL);
+    /* A read transaction left open would make every later BEGIN IMMEDIATE
+     * fail: the server could take no push until restarted. */
+    if (sqlite3_exec(srv->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        store_rollback(srv);
     if (rc == SYNC_OK) {              /* sync health for the dashboard */
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(srv->db, "UPDATE devices SET last_sync = ?2, last_seen = ?2 "

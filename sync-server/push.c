@@ -410,9 +410,12 @@ static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
                            NULL) != SQLITE_OK)
         return outcome_set(o, SYNC_EIO, "storage", "cannot read the device");
     sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
         last = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
+    if (step != SQLITE_ROW)                 /* the device row exists: an error */
+        return outcome_set(o, SYNC_EIO, "storage", "cannot read the device");
     if (seq == (uint64_t)last + 1)
         return 1;
     o->expected_seq = last + 1;
@@ -426,7 +429,12 @@ static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
     sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (int64_t)seq);
     int rc;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32 &&
+    step = sqlite3_step(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        sqlite3_finalize(st);
+        return outcome_set(o, SYNC_EIO, "storage", "cannot read batches");
+    }
+    if (step == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32 &&
         sodium_memcmp(sqlite3_column_blob(st, 0), hash, 32) == 0) {
         const char *stored = (const char *)sqlite3_column_text(st, 1);
         *ack = stored ? es_strdup(stored) : NULL;    /* NULL text: out of memory */
@@ -535,6 +543,10 @@ static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
     az->srv = srv;
     az->dev = dev;
     az->active_key = keyring_active(srv);
+    if (az->active_key < 0) {
+        es_free(az);
+        return outcome_set(o, SYNC_EIO, "storage", "cannot read the keyring");
+    }
     for (size_t i = 0; i < b->n; i++) {
         for (int k = 0; k < 2; k++) {
             rc = apply_part(az, b->e[i].cs[k], b->e[i].len[k], &m, &max_hlc, o);

@@ -57,7 +57,7 @@ int store_exec(sqlite3 *db, const char *sql)
 int64_t store_counter(sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
-    int64_t v = 0;
+    int64_t v = -1;
     if (sqlite3_prepare_v2(db, "SELECT v FROM sync_counter", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
@@ -147,6 +147,30 @@ static void fn_track(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     (void)argc;
     (void)argv;
     sqlite3_result_int(ctx, srv->track);
+}
+
+/* SQLite rolls a transaction back by itself after some errors (out of
+ * memory, I/O, disk full) in the middle of a statement.  Code that missed
+ * such an error would carry on in autocommit mode, each later write
+ * committing alone: half a batch applied.  So while we are inside
+ * store_begin .. store_end no commit may happen at all -- the only one is
+ * store_end's own COMMIT, made after tx_active is cleared; any other is
+ * turned into a rollback and its statement fails. */
+static int commit_guard(void *ctx)
+{
+    struct server *srv = ctx;
+    if (srv->tx_active)
+        srv->tx_broken = 1;
+    return srv->tx_active;
+}
+
+/* The same for a rollback SQLite makes by itself: store_end must not
+ * commit whatever runs after it. */
+static void rollback_guard(void *ctx)
+{
+    struct server *srv = ctx;
+    if (srv->tx_active)
+        srv->tx_broken = 1;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -241,6 +265,8 @@ int store_open(struct server *srv, char *err, size_t errlen)
         return SYNC_EIO;
     }
     sqlite3_busy_timeout(srv->db, 10000);
+    sqlite3_commit_hook(srv->db, commit_guard, srv);
+    sqlite3_rollback_hook(srv->db, rollback_guard, srv);
     /* WAL + synchronous=FULL: an acknowledged batch survives power loss. */
     int rc = store_exec(srv->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                                  "PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536");
@@ -260,6 +286,11 @@ int store_open(struct server *srv, char *err, size_t errlen)
     for (int i = 0; rc == SYNC_OK && i < srv->pol->ntables; i++)
         if ((rc = install_triggers(srv->db, &srv->pol->tables[i])) != SYNC_OK)
             snprintf(err, errlen, "cannot install triggers: %s", sqlite3_errmsg(srv->db));
+    /* After the schema is in place, so the statement never needs
+     * preparing again. */
+    if (rc == SYNC_OK && sqlite3_prepare_v3(srv->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT,
+                                            &srv->rollback, NULL) != SQLITE_OK)
+        rc = SYNC_ERROR;
     if (rc == SYNC_OK)
         rc = load_server_tables(srv, err, errlen);
     if (rc == SYNC_OK)
@@ -315,6 +346,8 @@ void store_close(struct server *srv)
         es_free(srv->stmts[i].sql);
     }
     srv->nstmts = 0;
+    sqlite3_finalize(srv->rollback);
+    srv->rollback = NULL;
     sodium_memzero(srv->keycache, sizeof srv->keycache);
     srv->nkeycache = 0;
     sqlite3_close_v2(srv->db);
@@ -326,10 +359,23 @@ void store_close(struct server *srv)
 
 int store_begin(struct server *srv)
 {
+    /* A rollback that failed for want of memory left a transaction open;
+     * end it now, or no write could ever start again. */
+    if (!sqlite3_get_autocommit(srv->db)) {
+        log_warn("rolling back a transaction left open by an earlier failure");
+        store_rollback(srv);
+    }
     if (store_exec(srv->db, "BEGIN IMMEDIATE") != SYNC_OK)
         return SYNC_EBUSY;
+    /* A counter that cannot be read must not restart at 0: versions would
+     * go backwards and tablets past them would never pull the rows. */
     srv->vseq = store_counter(srv->db);
+    if (srv->vseq < 0) {
+        store_rollback(srv);
+        return SYNC_EIO;
+    }
     srv->tx_active = 1;
+    srv->tx_broken = 0;
     return SYNC_OK;
 }
 
@@ -338,6 +384,10 @@ int store_end(struct server *srv, int status)
     sqlite3_stmt *st = NULL;
     srv->tx_active = 0;
     srv->track = 1;
+    if (status == SYNC_OK && (srv->tx_broken || sqlite3_get_autocommit(srv->db))) {
+        log_error("the transaction was rolled back under us");
+        status = SYNC_EIO;               /* SQLite gave up on it after an error */
+    }
     if (status == SYNC_OK) {
         if (sqlite3_prepare_v2(srv->db, "UPDATE sync_counter SET v = ?1", -1, &st, NULL) != SQLITE_OK)
             status = SYNC_EIO;
@@ -352,8 +402,20 @@ int store_end(struct server *srv, int status)
         if (status == SYNC_OK)
             status = SYNC_EIO;
     }
-    sqlite3_exec(srv->db, "ROLLBACK", NULL, NULL, NULL);
+    store_rollback(srv);
     return status;
+}
+
+void store_rollback(struct server *srv)
+{
+    if (sqlite3_get_autocommit(srv->db))
+        return;
+    if (srv->rollback) {
+        sqlite3_step(srv->rollback);
+        sqlite3_reset(srv->rollback);
+    }
+    if (!sqlite3_get_autocommit(srv->db))
+        sqlite3_exec(srv->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* (township, hall) of a row of t whose scope column holds v. */

@@ -284,6 +284,8 @@ void policy_free(struct policy *p)
 
 const struct pol_table *policy_table(const struct policy *p, const char *name)
 {
+    if (name == NULL)                /* e.g. sqlite3_column_text out of memory */
+        return NULL;
     for (int i = 0; i < p->ntables; i++)
         if (strcmp(p->tables[i].name, name) == 0)
             return &p->tables[i];

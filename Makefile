@@ -28,15 +28,20 @@ endif
 # Debian packages: building, then the extras the tests use.
 BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev libcjson-dev
 TEST_PKGS  = sqlite3 valgrind
+# make fuzz: clang 14 and its libFuzzer / sanitizer runtimes.
+FUZZ_PKGS  = clang-14 libclang-rt-14-dev
 
 SDK_SRC    = $(wildcard client-sdk/src/*.c)
 SDK_OBJ    = $(SDK_SRC:client-sdk/src/%.c=$(B)/sdk/%.o) $(B)/sdk/schema_gen.o
 SERVER_SRC = $(filter-out sync-server/main.c,$(wildcard sync-server/*.c))
 SERVER_OBJ = $(SERVER_SRC:sync-server/%.c=$(B)/server/%.o)
-TESTS      = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+FUZZ_TARGETS = fuzz_changeset fuzz_envelope fuzz_push fuzz_json
+# The fuzz targets' seeds and regressions, replayed once by make test.
+FUZZ_REPLAY = $(FUZZ_TARGETS:%=$(B)/tests/test_%)
+TESTS      = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c)) $(FUZZ_REPLAY)
 MIGRATIONS = $(sort $(wildcard schema/migrations/[0-9]*.sql))
 
-.PHONY: all deps run test bench valgrind clean
+.PHONY: all deps run test bench valgrind fuzz clean
 all: $(B)/sync-server $(B)/eldersync $(TESTS)
 
 # Installs what is missing when root; otherwise prints the exact command.
@@ -88,6 +93,10 @@ $(B)/tests/%: tests/%.c tests/*.h $(B)/tests/support.o $(B)/tests/libtest.a $(B)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests -Itests/fuzz $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/tests/libtest.a $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
 
+$(B)/tests/test_fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c tests/fuzz/*.h $(B)/tests/libtest.a $(B)/libserver.a $(B)/libeldersync.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests -Itests/fuzz $(CFLAGS) $(LDFLAGS) -DFUZZ_TARGET='"fuzz_$*"' -o $@ $< tests/fuzz/replay_main.c $(B)/tests/libtest.a $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
+
 $(B)/bench: tests/bench.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
 
@@ -110,6 +119,15 @@ VALGRIND_TESTS = test_schema test_changeset test_envelope test_hlc test_demo tes
 valgrind: build/.deps-ok
 	$(MAKE) all
 	sh tests/run.sh $(B) valgrind $(VALGRIND_TESTS)
+
+# Every libFuzzer target for FUZZ_SECONDS each (one process, one core),
+# after replaying the seeds and regressions; logs in tests/fuzz/out/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@sh .ci/deps.sh $(BUILD_PKGS) $(FUZZ_PKGS)
+	CC=clang-14 sh tests/fuzz/build.sh
+	sh tests/fuzz/run.sh replay
+	@for t in $(FUZZ_TARGETS); do sh tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
 DEMO_DB ?= var/demo.db
 run: deps

@@ -115,7 +115,8 @@ bench: build/.deps-ok
 # The core paths under valgrind memcheck: 0 errors, 0 definite leaks, the
 # servers these tests start included.  (The kill campaigns are left out:
 # they measure timing, and valgrind's slowdown would only blunt them.)
-VALGRIND_TESTS = test_schema test_changeset test_envelope test_hlc test_demo test_policy test_badinput test_audit test_keys test_lock test_converge
+VALGRIND_TESTS = test_schema test_changeset test_envelope test_hlc test_demo test_policy test_badinput test_audit test_keys test_lock test_converge \
+                 test_storage test_oom test_fuzz_changeset test_fuzz_envelope test_fuzz_push test_fuzz_json
 valgrind: build/.deps-ok
 	$(MAKE) all
 	sh tests/run.sh $(B) valgrind $(VALGRIND_TESTS)

@@ -266,11 +266,14 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
             cJSON_AddNumberToObject(j, "confirmed_seq", (double)confirmed) &&
             cJSON_AddStringToObject(j, "hlc", hlcs) &&
             cJSON_AddNumberToObject(j, "rows", (double)pg->rows)) {
+            int ok = 1;
             if (cJSON_GetArraySize(keys) > 0) {
-                cJSON_AddItemToObject(j, "keys", keys);
-                keys = NULL;
+                ok = cJSON_AddItemToObject(j, "keys", keys);   /* fails: keys stay ours */
+                if (ok)
+                    keys = NULL;
             }
-            json = cJSON_PrintUnformatted(j);
+            if (ok)
+                json = cJSON_PrintUnformatted(j);
         }
         cJSON_Delete(j);
         rc = json ? assemble(srv, pg, json, reply, replylen) : SYNC_ENOMEM;

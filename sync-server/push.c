@@ -309,11 +309,25 @@ static void check_duplicates(struct server *srv, struct merge_ctx *m, const stru
             struct cs_value other;
             rowval_column(&other, st, 0);
             cJSON *w = cJSON_CreateObject(), *l = cJSON_CreateObject();
-            cJSON_AddItemToObject(w, "id", rowval_json(&other));
-            cJSON_AddItemToObject(l, "id", rowval_json(pk));
-            cJSON_AddStringToObject(l, "column", t->cols[i]);
-            merge_note(m, t, pk, it->op == CS_INSERT ? &it->new_[t->scope_col] : NULL,
-                       "duplicate_person", w, l);
+            cJSON *wi = rowval_json(&other), *li = rowval_json(pk);
+            int ok = w && l && wi && li;
+            if (ok && cJSON_AddItemToObject(w, "id", wi))
+                wi = NULL;
+            else
+                ok = 0;
+            if (ok && cJSON_AddItemToObject(l, "id", li))
+                li = NULL;
+            else
+                ok = 0;
+            if (ok && cJSON_AddStringToObject(l, "column", t->cols[i]) == NULL)
+                ok = 0;
+            cJSON_Delete(wi);
+            cJSON_Delete(li);
+            if (ok)
+                merge_note(m, t, pk, it->op == CS_INSERT ? &it->new_[t->scope_col] : NULL,
+                           "duplicate_person", w, l);
+            else
+                m->failed = 1;               /* out of memory: fail, do not lose the note */
             cJSON_Delete(w);
             cJSON_Delete(l);
         }

@@ -22,8 +22,13 @@
  * libsodium allocates nothing on these paths (its sodium_malloc is not
  * used here) and offers no hook, so its allocations are not covered.
  *
- * ES_OOM_STEP=k (default 1) tries every kth N, for quick runs; valgrind
- * runs use a step of 29.
+ * The tablet's write path (sync_exec, offline, on a tablet enrolled and
+ * synced once) is swept the same way: the write and its outbox entry must
+ * land together or not at all.
+ *
+ * ES_OOM_STEP=k tries every kth N (default 1; 4 for the tablet sweep, whose
+ * runs are slower; valgrind runs use 29).  ES_OOM_STEP=1 is the full sweep
+ * the figures in docs/RELIABILITY.md come from.
  */
 #include <execinfo.h>
 #include <malloc.h>
@@ -34,6 +39,7 @@
 #include <cjson/cJSON.h>
 
 #include "changeset.h"
+#include "client.h"
 #include "eldersync.h"
 #include "log.h"
 #include "pull.h"
@@ -107,14 +113,21 @@ static long first(void)
     return e && atol(e) > 0 ? atol(e) : 1;
 }
 
-static long step(void)
+/* dflt: the step for make test (the tablet sweep, with a file copy and two
+ * PIN unlocks per run, takes every 4th N there; ES_OOM_STEP=1 for all). */
+static long step_of(long dflt)
 {
     if (getenv("ES_OOM_ONLY"))
         return 1L << 40;
     const char *e = getenv("ES_OOM_STEP");
     if (e && atol(e) > 0)
         return atol(e);
-    return getenv("ES_VALGRIND") ? 29 : 1;
+    return getenv("ES_VALGRIND") ? 29 : dflt;
+}
+
+static long step(void)
+{
+    return step_of(1);
 }
 
 static long runs_total, failures_injected;
@@ -360,6 +373,135 @@ static void test_pull_oom(void)
     teardown(&x);
 }
 
+
+/* ---- the tablet's write path (sync_exec), offline ---- */
+
+struct tstate {
+    uint8_t hash[32];
+    long    pending;
+    int     intact;
+};
+
+static void tablet_state(const char *db, struct tstate *t)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    struct sync_status_info si;
+    ASSERT_EQ(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    t->intact = sqlite3_step(st) == SQLITE_ROW &&
+                strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    struct sync_client *c = tablet_open(db);
+    ASSERT_EQ(sync_content_hash(c, t->hash), SYNC_OK);
+    ASSERT_EQ(sync_status(c, &si), SYNC_OK);
+    t->pending = si.pending;
+    sync_client_close(c);
+}
+
+static void tablet_copy(const char *from, const char *to)
+{
+    char p[300];
+    pf_copy_file(from, to);
+    snprintf(p, sizeof p, "%s-wal", to);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", to);
+    unlink(p);
+}
+
+static int64_t fixed_clock(void *ctx)
+{
+    (void)ctx;
+    return 1764560000000LL;
+}
+
+static int exec_once(const char *tpl, const char *db, const char *sql, long at, int persist,
+                     const struct tstate want[2], sqlite3_int64 heap, long *count)
+{
+    static const struct sync_test_hooks hooks = { NULL, NULL, fixed_clock, NULL };
+    struct tstate got;
+    tablet_copy(tpl, db);
+    struct sync_client *c = tablet_open(db);
+    sync_client_set_test_hooks(c, &hooks);
+    arm(at, persist);
+    int rc = sync_exec(c, sql);
+    disarm();
+    int hit = fired;
+    if (count)
+        *count = nalloc;
+    if (at == 0)
+        ASSERT_EQ(rc, SYNC_OK);
+    if (!persist && !sqlite3_get_autocommit(c->db)) {
+        fprintf(stderr, "  sync_exec, allocation %ld fails: rc %d: a transaction is left open\n",
+                at, rc);
+        ASSERT(0);
+    }
+    if (rc != SYNC_OK)
+        ASSERT(sync_client_errmsg(c)[0] != '\0');
+    sync_client_close(c);
+    tablet_state(db, &got);
+    const struct tstate *w = &want[rc == SYNC_OK];
+    if (!got.intact || memcmp(got.hash, w->hash, 32) != 0 || got.pending != w->pending) {
+        fprintf(stderr, "  sync_exec, allocation %ld%s fails: rc %d, pending %ld (want %ld), "
+                "rows %s, integrity %d\n", at, persist ? " on" : "", rc, got.pending,
+                w->pending, memcmp(got.hash, want[0].hash, 32) == 0 ? "old"
+                : memcmp(got.hash, want[1].hash, 32) == 0 ? "new" : "MIXED", got.intact);
+        ASSERT(0);
+    }
+    if (sqlite3_memory_used() != heap) {
+        fprintf(stderr, "  sync_exec, allocation %ld%s fails: SQLite heap %lld, was %lld\n", at,
+                persist ? " on" : "", (long long)sqlite3_memory_used(), (long long)heap);
+        ASSERT(0);
+    }
+    return hit;
+}
+
+static void test_tablet_exec_oom(void)
+{
+    struct srv_proc p;
+    struct county cty;
+    char dir[128], db[256], tpl[256], sql[512], a[36], b[36], h[36];
+    struct tstate want[2];
+    test_dir(dir, sizeof dir, "oom-tablet");
+    snprintf(db, sizeof db, "%s/county.db", dir);
+    county_seed(db, &cty);
+    srv_start(&p, dir, db);
+    struct sync_client *t = tablet_new(&p, "hall", "hall", cty.hall[0]);
+    ASSERT_EQ(sync_run(t, NULL), SYNC_OK);         /* the county's rows and keys */
+    sync_client_close(t);
+    srv_stop(&p);
+    snprintf(tpl, sizeof tpl, "%s/hall.db", dir);
+    snprintf(db, sizeof db, "%s/work.db", dir);
+    uint8_t id[16] = { 0x01, 0, 0, 0, 0, 0, 0x70, 0, 0x80, 0, 0, 0, 0, 0, 0, 0x42 };
+    snprintf(sql, sizeof sql, "INSERT INTO meal_logs (id, senior_id, hall_id, service_date, "
+             "meal_period, mode, served_at, price_paid_fen, subsidy_fen) VALUES (%s, %s, %s, "
+             "'2026-11-30', 'lunch', 'dine_in', 1764475200000, 700, 300)", xid(id, a),
+             xid(cty.senior[0][0], b), xid(cty.hall[0], h));
+    tablet_copy(tpl, db);
+    tablet_state(db, &want[0]);
+    t = tablet_open(db);
+    ASSERT_EQ(sync_exec(t, sql), SYNC_OK);
+    sync_client_close(t);
+    tablet_state(db, &want[1]);
+    ASSERT_EQ(want[1].pending, want[0].pending + 1);
+    sqlite3_int64 heap = sqlite3_memory_used();
+    long total = 0;
+    ASSERT(!exec_once(tpl, db, sql, 0, 0, want, heap, &total));
+    ASSERT_GT(total, 10);
+    for (int persist = 0; persist < 2; persist++)
+        for (long n = first(); n <= total; n += step_of(4)) {
+            if (!exec_once(tpl, db, sql, n, persist, want, heap, NULL) && n < total - 16) {
+                fprintf(stderr, "  sync_exec: allocation %ld of %ld never happened\n", n, total);
+                ASSERT(0);
+            }
+            runs_total++;
+        }
+    printf("tablet write path (sync_exec): %ld allocations; each failed in turn, once and from "
+           "there on: the write and its outbox entry land together or not at all, no SQLite "
+           "leak\n", total);
+}
+
 /* Regression (found by the push sweep): after an out-of-memory error SQLite
  * had rolled the push's transaction back by itself, the error was missed,
  * and the rest of the batch ran in autocommit mode -- a batch applied in
@@ -403,6 +545,7 @@ static const struct test_case tests[] = {
     TEST(test_lost_transaction_never_commits),
     TEST(test_push_oom),
     TEST(test_pull_oom),
+    TEST(test_tablet_exec_oom),
     { NULL, NULL }
 };
 

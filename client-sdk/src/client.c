@@ -943,8 +943,19 @@ static int exec_body(struct sync_client *c, sqlite3_session *s, const char *sql)
         sqlite3_free(msg);
         return status;
     }
-    if (sqlite3session_isempty(s))
+    if (sqlite3session_isempty(s)) {
+        /* Empty may also mean the session failed on its first change (out
+         * of memory in its pre-update hook): the write would then commit
+         * with no outbox entry and never sync.  Generating the (empty)
+         * changeset reports such a failure. */
+        int n0 = 0;
+        void *cs0 = NULL;
+        int src = sqlite3session_changeset(s, &n0, &cs0);
+        sqlite3_free(cs0);
+        if (src != SQLITE_OK)
+            return client_fail(c, SYNC_ENOMEM, "cannot record the change: out of memory");
         return SYNC_OK;
+    }
     rc = stamp_hlc(c, s);
     if (rc != SYNC_OK)
         return rc;
@@ -986,7 +997,8 @@ int sync_exec(struct sync_client *c, const char *sql)
     rc = client_session(c, &s);
     if (rc == SYNC_OK)
         rc = exec_body(c, s, sql);
-    sqlite3session_delete(s);
+    if (s)                         /* SQLite 3.40's delete does not accept NULL */
+        sqlite3session_delete(s);
     if (rc == SYNC_OK && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         rc = client_fail(c, SYNC_EIO, "commit: %s", sqlite3_errmsg(c->db));
     if (rc != SYNC_OK) {

@@ -539,7 +539,8 @@ static int replay_one(struct sync_client *c, int64_t id)
     buf_free(&all);
 out:
     sqlite3_finalize(st);
-    sqlite3session_delete(s);
+    if (s)                         /* SQLite 3.40's delete does not accept NULL */
+        sqlite3session_delete(s);
     sqlite3_free(local);
     es_free(fwd);
     cs_writer_reset(&r.fwd);

@@ -36,6 +36,8 @@ BUILD_PKGS = gcc libc6-dev make libcivetweb-dev libsqlite3-dev libsodium-dev lib
              libqrencode-dev zlib1g-dev
 TEST_PKGS  = sqlite3 valgrind chromium fonts-noto-cjk
 BROWSER    = tests/browser
+# make fuzz: clang 14 and its libFuzzer / sanitizer runtimes.
+FUZZ_PKGS  = clang-14 libclang-rt-14-dev
 
 SDK_SRC    = $(wildcard client-sdk/src/*.c)
 SDK_OBJ    = $(SDK_SRC:client-sdk/src/%.c=$(B)/sdk/%.o) $(B)/sdk/schema_gen.o
@@ -43,10 +45,13 @@ SERVER_SRC = $(filter-out sync-server/main.c,$(wildcard sync-server/*.c))
 SERVER_OBJ = $(SERVER_SRC:sync-server/%.c=$(B)/server/%.o) $(B)/server/web_gen.o
 WEB_FILES  = $(sort $(wildcard sync-server/web/*.html sync-server/web/*.css sync-server/web/*.js \
                                sync-server/web/*.svg sync-server/web/*.png))
-TESTS      = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+FUZZ_TARGETS = fuzz_changeset fuzz_envelope fuzz_push fuzz_json
+# The fuzz targets' seeds and regressions, replayed once by make test.
+FUZZ_REPLAY = $(FUZZ_TARGETS:%=$(B)/tests/test_%)
+TESTS      = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c)) $(FUZZ_REPLAY)
 MIGRATIONS = $(sort $(wildcard schema/migrations/[0-9]*.sql))
 
-.PHONY: all deps run test bench valgrind soak campaign clean
+.PHONY: all deps run test bench valgrind soak campaign fuzz clean
 all: $(B)/sync-server $(B)/eldersync $(TESTS)
 
 # Installs what is missing when root; otherwise prints the exact command.
@@ -86,9 +91,27 @@ $(B)/eldersync: client-sdk/cli/eldersync.c $(B)/libeldersync.a
 $(B)/tests/support.o: tests/support.c tests/*.h client-sdk/src/*.h sync-server/*.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -DES_BUILD_DIR='"$(B)"' -c -o $@ $<
-$(B)/tests/%: tests/%.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a
+# Test helpers every test may use (an archive: only what a test calls is
+# linked): the fault-injecting VFS, the in-process push fixture and the
+# fuzzers' fixed-id county.
+TEST_LIB_SRC = tests/faultvfs.c tests/pushfix.c tests/fuzz/fuzz_common.c
+TEST_LIB_OBJ = $(patsubst %.c,$(B)/tests/lib/%.o,$(notdir $(TEST_LIB_SRC)))
+$(B)/tests/lib/%.o: tests/%.c tests/*.h tests/fuzz/*.h client-sdk/src/*.h sync-server/*.h
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests -Itests/fuzz $(CFLAGS) -c -o $@ $<
+$(B)/tests/lib/%.o: tests/fuzz/%.c tests/fuzz/*.h client-sdk/src/*.h sync-server/*.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests -Itests/fuzz $(CFLAGS) -c -o $@ $<
+$(B)/tests/libtest.a: $(TEST_LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+$(B)/tests/%: tests/%.c tests/*.h $(B)/tests/support.o $(B)/tests/libtest.a $(B)/libserver.a $(B)/libeldersync.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests -Itests/fuzz $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/tests/libtest.a $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
+
+$(B)/tests/test_fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c tests/fuzz/*.h $(B)/tests/libtest.a $(B)/libserver.a $(B)/libeldersync.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests -Itests/fuzz $(CFLAGS) $(LDFLAGS) -DFUZZ_TARGET='"fuzz_$*"' -o $@ $< tests/fuzz/replay_main.c $(B)/tests/libtest.a $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
 
 $(B)/bench: tests/bench.c tests/*.h $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/tests/support.o $(B)/libserver.a $(B)/libeldersync.a $(LDLIBS)
@@ -114,7 +137,9 @@ bench: build/.deps-ok
 # The core paths under valgrind memcheck: 0 errors, 0 definite leaks, the
 # servers these tests start included.  (The kill campaigns are left out:
 # they measure timing, and valgrind's slowdown would only blunt them.)
-VALGRIND_TESTS = test_schema test_changeset test_envelope test_hlc test_demo test_policy test_badinput test_audit test_keys test_lock test_converge test_dash_api
+VALGRIND_TESTS = test_schema test_changeset test_envelope test_hlc test_demo test_policy test_badinput test_audit test_keys test_lock test_converge \
+                 test_storage test_oom test_fuzz_changeset test_fuzz_envelope test_fuzz_push test_fuzz_json \
+                 test_dash_api
 valgrind: build/.deps-ok
 	$(MAKE) all
 	sh tests/run.sh $(B) valgrind $(VALGRIND_TESTS)
@@ -133,6 +158,15 @@ campaign: build/.deps-ok
 	ES_KILL_TABLETS=50 ES_KILL_MIN=$(CAMPAIGN_KILLS) ES_KILL_OPS=$(CAMPAIGN_OPS) \
 	    ES_KILL_SPAN_MS=1000 $(B)/tests/test_crash
 	ES_OFFLINE_WRITES=10000 $(B)/tests/test_tablet_faults
+
+# Every libFuzzer target for FUZZ_SECONDS each (one process, one core),
+# after replaying the seeds and regressions; logs in tests/fuzz/out/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@sh .ci/deps.sh $(BUILD_PKGS) $(FUZZ_PKGS)
+	CC=clang-14 sh tests/fuzz/build.sh
+	sh tests/fuzz/run.sh replay
+	@for t in $(FUZZ_TARGETS); do sh tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
 DEMO_DB ?= var/demo.db
 DEMO_URL = http://127.0.0.1:8080

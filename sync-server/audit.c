@@ -52,11 +52,14 @@ int audit_append(struct server *srv, const char *kind, const uint8_t *device, co
     sqlite3_stmt *st = store_stmt(srv, "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1");
     if (st == NULL)
         return SYNC_EIO;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 1) == 32) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_bytes(st, 1) == 32) {
         id = sqlite3_column_int64(st, 0) + 1;
         memcpy(prev, sqlite3_column_blob(st, 1), 32);
     }
     sqlite3_reset(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return SYNC_EIO;                /* never restart the chain on a failed read */
     entry_hash(hash, prev, id, at, kind, device, device ? 16 : 0, actor, detail);
     st = store_stmt(srv, "INSERT INTO audit_log (id, at, kind, device_id, actor, detail, "
                          "prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");

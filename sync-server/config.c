@@ -1,5 +1,6 @@
 /* config.c - read the server configuration file. */
 #include "config.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,9 +47,9 @@ static char *read_file(const char *path, size_t *len)
     for (;;) {
         if (n + 4096 > cap) {
             cap = cap ? 2 * cap : 8192;
-            char *q = realloc(p, cap);
+            char *q = es_realloc(p, cap);
             if (q == NULL || cap > (1u << 20)) {
-                free(q ? q : p);
+                es_free(q ? q : p);
                 fclose(f);
                 return NULL;
             }
@@ -99,7 +100,7 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
         return -1;
     }
     cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
+    es_free(text);
     if (!cJSON_IsObject(j)) {
         snprintf(err, errlen, "%s is not a JSON object", path);
         cJSON_Delete(j);

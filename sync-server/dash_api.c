@@ -93,12 +93,12 @@ static cJSON *col_json(sqlite3_stmt *st, int i)
     case SQLITE_TEXT:    return cJSON_CreateString((const char *)sqlite3_column_text(st, i));
     case SQLITE_BLOB: {
         int n = sqlite3_column_bytes(st, i);
-        char *h = malloc((size_t)n * 2 + 1);
+        char *h = es_malloc((size_t)n * 2 + 1);
         cJSON *j = NULL;
         if (h) {
             hex_encode(h, sqlite3_column_blob(st, i), (size_t)n);
             j = cJSON_CreateString(h);
-            free(h);
+            es_free(h);
         }
         return j;
     }
@@ -283,7 +283,7 @@ static int send_csv(struct view *v, const char *view, const char *table, const c
     snprintf(extra, sizeof extra, "Content-Disposition: attachment; "
              "filename=\"eldersync-%s-%s-%s.csv\"\r\n", view, table, period);
     http_reply(v->conn, 200, "text/csv; charset=utf-8", p, len, extra);
-    free(p);
+    es_free(p);
     return 200;
 }
 
@@ -882,7 +882,7 @@ static cJSON *open_value(struct server *srv, const struct pol_table *t, int col,
     if (!((t->personal >> col) & 1))
         return cJSON_CreateString(hex);
     size_t n = strlen(hex) / 2;
-    uint8_t *raw = malloc(n ? n : 1);
+    uint8_t *raw = es_malloc(n ? n : 1);
     cJSON *out = NULL;
     if (raw && hex_decode(raw, n, hex) == 0) {
         sqlite3_stmt *st = store_stmt(srv, "SELECT es_dec(?1, ?2, ?3, ?4)");
@@ -896,7 +896,7 @@ static cJSON *open_value(struct server *srv, const struct pol_table *t, int col,
             sqlite3_reset(st);
         }
     }
-    free(raw);
+    es_free(raw);
     return out ? out : cJSON_CreateString("(sealed)");
 }
 
@@ -1293,7 +1293,7 @@ static cJSON *read_json_body(struct view *v)
     if (body == NULL)
         return NULL;
     cJSON *j = cJSON_ParseWithLength((const char *)body, len);
-    free(body);
+    es_free(body);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         http_error(v->conn, 400, "bad_request", "the body must be a JSON object", NULL);
@@ -1410,7 +1410,7 @@ static int action_enroll_code(struct view *v)
         cJSON_AddStringToObject(j, "qr_svg", svg);
     else
         cJSON_AddNullToObject(j, "qr_svg");
-    free(svg);
+    es_free(svg);
     sodium_memzero(code, sizeof code);
     return dash_json(v->conn, j);
 }

@@ -310,7 +310,7 @@ static int login(struct dash *d, struct mg_connection *conn)
         return 400;
     cJSON *req = cJSON_ParseWithLength((const char *)body, len);
     sodium_memzero(body, len);
-    free(body);
+    es_free(body);
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "name"));
     char *pw = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "password"));
     if (!cJSON_IsObject(req) || name == NULL || pw == NULL || !name_ok(name) ||
@@ -485,7 +485,7 @@ static int handle(struct mg_connection *conn, void *cb)
 
 struct dash *dash_new(struct server *srv)
 {
-    struct dash *d = calloc(1, sizeof *d);
+    struct dash *d = es_calloc(1, sizeof *d);
     if (d == NULL)
         return NULL;
     d->srv = srv;
@@ -507,7 +507,7 @@ void dash_free(struct dash *d)
     ratelimit_free(&d->by_ip);
     pthread_mutex_destroy(&d->dummy_lock);
     sodium_memzero(d->dummy_hash, sizeof d->dummy_hash);
-    free(d);
+    es_free(d);
 }
 
 void dash_routes(struct dash *d, struct mg_context *mg)

@@ -813,19 +813,19 @@ static int gen_meals_hall(struct demo *d, const struct d_hall *h, int *pool, int
 
 static int gen_meals(struct demo *d)
 {
-    int *pool = malloc(sizeof(int) * 3 * (size_t)d->ns);
-    unsigned char *deliv = malloc((size_t)d->ns);
+    int *pool = es_malloc(sizeof(int) * 3 * (size_t)d->ns);
+    unsigned char *deliv = es_malloc((size_t)d->ns);
     if (pool == NULL || deliv == NULL) {
-        free(pool);
-        free(deliv);
+        es_free(pool);
+        es_free(deliv);
         set_err(d->err, d->errlen, "demo: out of memory", NULL);
         return SYNC_ENOMEM;
     }
     int rc = SYNC_OK;
     for (int h = 0; h < d->nhalls && rc == SYNC_OK; h++)
         rc = gen_meals_hall(d, &d->hall[h], pool, pool + d->ns, pool + 2 * d->ns, deliv);
-    free(pool);
-    free(deliv);
+    es_free(pool);
+    es_free(deliv);
     return rc;
 }
 
@@ -916,7 +916,7 @@ static int gen_welfare_visits(struct demo *d)
 static int gen_service_visits(struct demo *d)
 {
     struct rng *r = &d->r;
-    int *cand = malloc(sizeof(int) * (size_t)d->ns);
+    int *cand = es_malloc(sizeof(int) * (size_t)d->ns);
     if (cand == NULL) {
         set_err(d->err, d->errlen, "demo: out of memory", NULL);
         return SYNC_ENOMEM;
@@ -948,7 +948,7 @@ static int gen_service_visits(struct demo *d)
                               vid);
         }
     }
-    free(cand);
+    es_free(cand);
     return rc;
 }
 
@@ -1050,7 +1050,7 @@ static int gen_case(struct demo *d, const struct d_senior *p, int status)
 static int gen_retrofits(struct demo *d)
 {
     struct rng *r = &d->r;
-    int *cand = malloc(sizeof(int) * (size_t)d->ns);
+    int *cand = es_malloc(sizeof(int) * (size_t)d->ns);
     if (cand == NULL) {
         set_err(d->err, d->errlen, "demo: out of memory", NULL);
         return SYNC_ENOMEM;
@@ -1080,7 +1080,7 @@ static int gen_retrofits(struct demo *d)
         int status = k < N_STATUSES ? k : pick_status(r);
         rc = gen_case(d, &d->s[cand[k]], status);
     }
-    free(cand);
+    es_free(cand);
     return rc;
 }
 
@@ -1152,11 +1152,11 @@ int demo_init(sqlite3 *db, uint64_t seed, const char *today, char *err, size_t e
         return SYNC_ERROR;
     }
 
-    d.s = calloc(MAX_SENIORS, sizeof *d.s);
-    d.id_set = calloc(ID_SET_SIZE, sizeof *d.id_set);
+    d.s = es_calloc(MAX_SENIORS, sizeof *d.s);
+    d.id_set = es_calloc(ID_SET_SIZE, sizeof *d.id_set);
     if (d.s == NULL || d.id_set == NULL) {
-        free(d.s);
-        free(d.id_set);
+        es_free(d.s);
+        es_free(d.id_set);
         set_err(err, errlen, "demo: out of memory", NULL);
         return SYNC_ENOMEM;
     }
@@ -1180,8 +1180,8 @@ int demo_init(sqlite3 *db, uint64_t seed, const char *today, char *err, size_t e
     if (own && rc != SYNC_OK && !sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 out:
-    free(d.s);
-    free(d.id_set);
+    es_free(d.s);
+    es_free(d.id_set);
     return rc;
 }
 

@@ -198,7 +198,7 @@ static int watchdog_start(struct watchdog *wd, int nslots)
 {
     pthread_condattr_t ca;
     memset(wd, 0, sizeof *wd);
-    wd->slots = malloc((size_t)nslots * sizeof *wd->slots);
+    wd->slots = es_malloc((size_t)nslots * sizeof *wd->slots);
     if (wd->slots == NULL)
         return -1;
     wd->nslots = nslots;
@@ -230,7 +230,7 @@ static void watchdog_stop(struct watchdog *wd)
         pthread_cond_destroy(&wd->wake);
         pthread_mutex_destroy(&wd->lock);
     }
-    free(wd->slots);
+    es_free(wd->slots);
     wd->slots = NULL;
 }
 
@@ -437,7 +437,7 @@ static struct sockrec *gate_rec(struct gate *g, int fd)
         int n = g->nrec ? g->nrec : 256;
         while (n <= fd)
             n *= 2;
-        struct sockrec *r = realloc(g->rec, (size_t)n * sizeof *r);
+        struct sockrec *r = es_realloc(g->rec, (size_t)n * sizeof *r);
         if (r == NULL)
             return NULL;
         memset(r + g->nrec, 0, (size_t)(n - g->nrec) * sizeof *r);
@@ -549,7 +549,7 @@ static void gate_scan(struct gate *g)
         if (g->cap > 0) {
             if (nw == capw) {
                 size_t c = capw ? 2 * capw : 64;
-                struct waiting *p = realloc(w, c * sizeof *p);
+                struct waiting *p = es_realloc(w, c * sizeof *p);
                 if (p == NULL)
                     continue;
                 w = p;
@@ -590,7 +590,7 @@ static void gate_scan(struct gate *g)
     g->refused += refused;
     long after = g->refused;
     pthread_mutex_unlock(&g->lock);
-    free(w);
+    es_free(w);
     /* Logged when the count passes 1, 2, 4, 8, ...: an attack cannot flood the log. */
     long pow2 = 1;
     while (pow2 <= after / 2)
@@ -719,7 +719,7 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
         return NULL;
     }
     size_t n = (size_t)ri->content_length, got = 0;
-    uint8_t *p = malloc(n ? n : 1);
+    uint8_t *p = es_malloc(n ? n : 1);
     if (p == NULL) {
         fail(conn, SYNC_ENOMEM, "internal", "out of memory", "Connection: close\r\n");
         return NULL;
@@ -734,7 +734,7 @@ static uint8_t *read_body(struct mg_connection *conn, struct http_state *st, siz
     }
     int fired = watchdog_disarm(&st->wd, slot);
     if (got != n) {
-        free(p);
+        es_free(p);
         if (fired || mono_ms() >= deadline) {
             char d[96];
             snprintf(d, sizeof d, "the body did not arrive within %d ms",
@@ -789,7 +789,7 @@ static int handle_enroll(struct mg_connection *conn, void *cb)
         return 400;
     char *reply = NULL;
     int rc = auth_enroll(st->srv, (const char *)body, len, &reply, &o);
-    free(body);
+    es_free(body);
     if (rc != SYNC_OK)
         return send_outcome(conn, &o, NULL);
     http_reply(conn, 200, "application/json", reply, strlen(reply), NULL);
@@ -858,10 +858,10 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     }
     memset(rx, 0, sizeof rx);
     memset(tx, 0, sizeof tx);
-    free(body);
-    free(pt);
-    free(reply);
-    free(sealed);
+    es_free(body);
+    es_free(pt);
+    es_free(reply);
+    es_free(sealed);
     return status;
 }
 
@@ -890,9 +890,9 @@ static void state_free(struct http_state *st)
     dash_free(st->dash);
     ratelimit_free(&st->dev);
     ratelimit_free(&st->ip);
-    free(st->gate.rec);
+    es_free(st->gate.rec);
     pthread_mutex_destroy(&st->gate.lock);
-    free(st);
+    es_free(st);
 }
 
 int http_start(struct server *srv, int *port, char *err, size_t errlen)
@@ -926,7 +926,7 @@ int http_start(struct server *srv, int *port, char *err, size_t errlen)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    struct http_state *st = calloc(1, sizeof *st);
+    struct http_state *st = es_calloc(1, sizeof *st);
     if (st == NULL) {
         snprintf(err, errlen, "out of memory");
         return SYNC_ENOMEM;

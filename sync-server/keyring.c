@@ -24,7 +24,7 @@
 int64_t keyring_active(struct server *srv)
 {
     sqlite3_stmt *st = store_stmt(srv, "SELECT coalesce(max(key_id), 0) FROM keyring");
-    int64_t id = 0;
+    int64_t id = -1;                     /* unreadable (out of memory, I/O) */
     if (st && sqlite3_step(st) == SQLITE_ROW)
         id = sqlite3_column_int64(st, 0);
     if (st)
@@ -36,7 +36,10 @@ int64_t keyring_active(struct server *srv)
 static int add_key(struct server *srv, int64_t *id)
 {
     uint8_t key[KEYRING_KEYBYTES], wrapped[WRAPPED];
-    *id = keyring_active(srv) + 1;
+    int64_t active = keyring_active(srv);
+    if (active < 0)
+        return SYNC_EIO;
+    *id = active + 1;
     crypto_secretbox_keygen(key);
     randombytes_buf(wrapped, crypto_secretbox_NONCEBYTES);
     crypto_secretbox_easy(wrapped + crypto_secretbox_NONCEBYTES, key, sizeof key, wrapped,
@@ -56,9 +59,11 @@ static int add_key(struct server *srv, int64_t *id)
 
 int keyring_ensure(struct server *srv)
 {
-    if (keyring_active(srv) > 0)
+    int64_t active = keyring_active(srv), id;
+    if (active > 0)
         return SYNC_OK;
-    int64_t id;
+    if (active < 0)
+        return SYNC_EIO;
     int rc = store_begin(srv);
     if (rc == SYNC_OK)
         rc = store_end(srv, add_key(srv, &id));
@@ -128,6 +133,8 @@ int keyring_for_device(struct server *srv, const struct device *dev, int64_t hav
         n++;
     }
     int64_t active = keyring_active(srv);
+    if (active < 0)
+        return -1;
     for (int64_t id = have < 1 ? 1 : have + 1; id <= active; id++) {
         int rc = keyring_get(srv, id, key);
         if (rc == SYNC_OK)
@@ -219,7 +226,7 @@ int keyring_seal_plaintext(struct server *srv)
 int keyring_reseal_step(struct server *srv, int limit, long *done)
 {
     int64_t active = keyring_active(srv);
-    int rc = store_begin(srv);
+    int rc = active < 0 ? SYNC_EIO : store_begin(srv);
     *done = 0;
     for (int i = 0; rc == SYNC_OK && i < srv->pol->ntables; i++) {
         const struct pol_table *t = &srv->pol->tables[i];

@@ -16,7 +16,8 @@ int keyring_ensure(struct server *srv);
  * keys stay for reading.  Audited.  Call without srv->lock held. */
 int keyring_rotate(struct server *srv, int64_t *id);
 
-/* The newest key id (0 if none). Call with srv->lock held. */
+/* The newest key id (0 if none, -1 if it cannot be read). Call with
+ * srv->lock held. */
 int64_t keyring_active(struct server *srv);
 
 /* Unwraps key id into key.  Returns SYNC_OK, SYNC_ENOTFOUND or

@@ -20,12 +20,16 @@
 #include "scope.h"
 #include "util.h"
 
-/* Appends column values to a JSON object by name. */
-static void json_put(cJSON *obj, const struct pol_table *t, int col, const struct cs_value *v)
+/* Appends column values to a JSON object by name.  Out of memory fails
+ * the merge (m->failed): a conflict record must not lose a side silently. */
+static void json_put(struct merge_ctx *m, cJSON *obj, const struct pol_table *t, int col,
+                     const struct cs_value *v)
 {
     cJSON *j = rowval_json(v);
-    if (j)
-        cJSON_AddItemToObject(obj, t->cols[col], j);
+    if (obj == NULL || j == NULL || !cJSON_AddItemToObject(obj, t->cols[col], j)) {
+        cJSON_Delete(j);
+        m->failed = 1;
+    }
 }
 
 void merge_note(struct merge_ctx *m, const struct pol_table *t, const struct cs_value *pk,
@@ -118,8 +122,8 @@ static int same_value(struct merge_ctx *m, const struct pol_table *t, int col,
         sodium_memzero(pa, na);
     if (pb)
         sodium_memzero(pb, nb);
-    free(pa);
-    free(pb);
+    es_free(pa);
+    es_free(pb);
     return same;
 }
 
@@ -171,8 +175,8 @@ static void merge_update(struct merge_ctx *m, struct change *c)
                 take[ntake++] = i;
             } else {
                 kind = "state_regression";
-                json_put(winner, t, i, &c->cur[i]);
-                json_put(loser, t, i, &c->new_[i]);
+                json_put(m, winner, t, i, &c->cur[i]);
+                json_put(m, loser, t, i, &c->new_[i]);
                 lost++;
             }
             continue;
@@ -180,13 +184,13 @@ static void merge_update(struct merge_ctx *m, struct change *c)
         if (mine_only || incoming_wins) {
             take[ntake++] = i;
             if (!mine_only) {
-                json_put(winner, t, i, &c->new_[i]);
-                json_put(loser, t, i, &c->cur[i]);
+                json_put(m, winner, t, i, &c->new_[i]);
+                json_put(m, loser, t, i, &c->cur[i]);
                 lost++;
             }
         } else {
-            json_put(winner, t, i, &c->cur[i]);
-            json_put(loser, t, i, &c->new_[i]);
+            json_put(m, winner, t, i, &c->cur[i]);
+            json_put(m, loser, t, i, &c->new_[i]);
             lost++;
         }
     }
@@ -226,12 +230,14 @@ static int probe_insert(struct merge_ctx *m, const struct change *c)
     return ext;
 }
 
-static cJSON *row_json(const struct change *c, const struct cs_value *vals)
+static cJSON *row_json(struct merge_ctx *m, const struct change *c, const struct cs_value *vals)
 {
     cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        m->failed = 1;
     for (int i = 0; o && i < c->t->ncol; i++)
         if (vals[i].type != CS_UNDEF)
-            json_put(o, c->t, i, &vals[i]);
+            json_put(m, o, c->t, i, &vals[i]);
     return o;
 }
 
@@ -273,11 +279,11 @@ int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
             merge_update(m, &c);
             break;
         }
-        merge_note(m, c.t, pk, scopev, "not_applied", a = row_json(&c, c.cur), b = row_json(&c, c.old));
+        merge_note(m, c.t, pk, scopev, "not_applied", a = row_json(m, &c, c.cur), b = row_json(m, &c, c.old));
         break;
     case SQLITE_CHANGESET_NOTFOUND:
         merge_note(m, c.t, pk, scopev, "not_found", NULL,
-               b = row_json(&c, op == SQLITE_DELETE ? c.old : c.new_));
+               b = row_json(m, &c, op == SQLITE_DELETE ? c.old : c.new_));
         break;
     case SQLITE_CHANGESET_CONFLICT:
         /* push.c authorised the insert's own scope; the row already here
@@ -288,8 +294,8 @@ int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
             return SQLITE_CHANGESET_ABORT;
         }
         if (!same_row(&c))
-            merge_note(m, c.t, pk, scopev, "insert_exists", a = row_json(&c, c.cur),
-                   b = row_json(&c, c.new_));
+            merge_note(m, c.t, pk, scopev, "insert_exists", a = row_json(m, &c, c.cur),
+                   b = row_json(m, &c, c.new_));
         break;
     case SQLITE_CHANGESET_CONSTRAINT: {
         int ext = sqlite3_extended_errcode(m->srv->db);
@@ -298,7 +304,7 @@ int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it)
         const char *kind = ext == SQLITE_CONSTRAINT_TRIGGER ? "state_regression"
                          : ext == SQLITE_CONSTRAINT_UNIQUE && op == SQLITE_INSERT
                            ? "duplicate_claim" : "constraint";
-        merge_note(m, c.t, pk, scopev, kind, NULL, b = row_json(&c, op == SQLITE_DELETE ? c.old : c.new_));
+        merge_note(m, c.t, pk, scopev, kind, NULL, b = row_json(m, &c, op == SQLITE_DELETE ? c.old : c.new_));
         break;
     }
     default:

@@ -73,7 +73,12 @@ static int add_row(struct server *srv, struct store_reader *r, struct page *pg, 
         if ((st = store_reader_stmt(r, sql)) == NULL)
             return SYNC_EIO;
         sqlite3_bind_blob(st, 1, pk, pklen, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_count(st) == t->ncol) {
+        int step = sqlite3_step(st);
+        if (step != SQLITE_ROW && step != SQLITE_DONE) {
+            sqlite3_reset(st);       /* a failed read is not a deleted row */
+            return SYNC_EIO;
+        }
+        if (step == SQLITE_ROW && sqlite3_column_count(st) == t->ncol) {
             found = 1;
             for (int i = 0; i < t->ncol; i++)
                 rowval_column(&vals[i], st, i);
@@ -104,19 +109,20 @@ static int add_row(struct server *srv, struct store_reader *r, struct page *pg, 
 }
 
 /* One integer from a cached statement with a device id (?1) and an
- * optional integer (?2); def if there is no row. */
+ * optional integer (?2); def if there is no row, -1 if it cannot be read
+ * (the values go to the tablet, which forgets outbox entries and resends
+ * batches by them: a failed read must fail the pull, not say 0). */
 static int64_t query_int(struct store_reader *r, const char *sql, const struct device *dev,
                          int64_t arg, int64_t def)
 {
     sqlite3_stmt *st = store_reader_stmt(r, sql);
-    int64_t v = def;
     if (st == NULL)
-        return def;
+        return -1;
     sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
     if (sqlite3_bind_parameter_count(st) >= 2)
         sqlite3_bind_int64(st, 2, arg);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
+    int step = sqlite3_step(st);
+    int64_t v = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : step == SQLITE_DONE ? def : -1;
     sqlite3_reset(st);
     return v;
 }
@@ -147,7 +153,7 @@ static int note_run(struct server *srv, void *arg)
 
 static void note_sync(struct server *srv, const struct device *dev)
 {
-    struct sync_note *n = calloc(1, sizeof *n);
+    struct sync_note *n = es_calloc(1, sizeof *n);
     if (n == NULL)
         return;
     n->job.run = note_run;
@@ -164,6 +170,8 @@ static int scan(struct server *srv, struct store_reader *r, const struct device 
     sqlite3_stmt *st = NULL;
     int64_t head = store_counter(r->db), last = cursor;
     *more = 0;
+    if (head < 0)
+        return SYNC_EIO;
     if (sqlite3_prepare_v2(r->db,
             "SELECT tbl, pk, vseq, deleted FROM row_versions"
             " WHERE township_id IN (?1, x'') AND vseq > ?2 AND vseq <= ?3"
@@ -212,7 +220,7 @@ static int assemble(struct server *srv, struct page *pg, const char *json, uint8
             return SYNC_ENOMEM;
         }
         buf_append(&b, p, n);
-        free(p);
+        es_free(p);
     }
     *reply = buf_take(&b, replylen);
     return *reply ? SYNC_OK : SYNC_ENOMEM;
@@ -234,9 +242,7 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
         cJSON_Delete(keys);
         return rc;
     }
-    if (rc != SYNC_OK)
-        return rc;
-    struct page *pg = calloc(1, sizeof *pg);
+    struct page *pg = es_calloc(1, sizeof *pg);
     if (pg == NULL) {
         cJSON_Delete(keys);
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
@@ -252,19 +258,25 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
         if (rc == SYNC_OK) {
             confirmed = query_int(r, "SELECT max(batch_seq) FROM batches WHERE device_id = ?1 "
                                      "AND vseq <= ?2", dev, next, 0);
-            acked = query_int(r, "SELECT last_batch_seq FROM devices WHERE id = ?1", dev, 0, 0);
+            acked = query_int(r, "SELECT last_batch_seq FROM devices WHERE id = ?1", dev, 0, -1);
             active = query_int(r, "SELECT coalesce(max(key_id), 0) FROM keyring WHERE ?1 IS "
                                   "NOT NULL", dev, 0, 0);
+            if (confirmed < 0 || acked < 0 || active < 0)
+                rc = SYNC_EIO;
         }
-        sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+        /* A read transaction left open would pin this connection's snapshot. */
+        if (sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+            sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
     }
     store_reader_put(srv, r);
     /* Data keys this tablet lacks, sealed to its device key (rare: the
-     * first sync and after a rotation; keys are only ever added). */
+     * first sync and after a rotation; keys are only ever added).  A
+     * failure here is the server's (memory, storage), not a failed
+     * authentication: SYNC_ECRYPTO would answer 401 "not authorised". */
     if (rc == SYNC_OK && have_key != INT64_MAX && (have_key < 0 || active > have_key)) {
         pthread_mutex_lock(&srv->lock);
         if (keyring_for_device(srv, dev, have_key, keys) < 0)
-            rc = SYNC_ECRYPTO;
+            rc = SYNC_EIO;
         pthread_mutex_unlock(&srv->lock);
     }
     if (rc == SYNC_OK)                /* sync health for the dashboard */
@@ -283,11 +295,14 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
             cJSON_AddNumberToObject(j, "confirmed_seq", (double)confirmed) &&
             cJSON_AddStringToObject(j, "hlc", hlcs) &&
             cJSON_AddNumberToObject(j, "rows", (double)pg->rows)) {
+            int ok = 1;
             if (cJSON_GetArraySize(keys) > 0) {
-                cJSON_AddItemToObject(j, "keys", keys);
-                keys = NULL;
+                ok = cJSON_AddItemToObject(j, "keys", keys);   /* fails: keys stay ours */
+                if (ok)
+                    keys = NULL;
             }
-            json = cJSON_PrintUnformatted(j);
+            if (ok)
+                json = cJSON_PrintUnformatted(j);
         }
         cJSON_Delete(j);
         rc = json ? assemble(srv, pg, json, reply, replylen) : SYNC_ENOMEM;
@@ -295,7 +310,7 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
     }
     for (int i = 0; i < srv->pol->ntables; i++)
         cs_writer_reset(&pg->w[i]);
-    free(pg);
+    es_free(pg);
     cJSON_Delete(keys);
     if (rc != SYNC_OK && o->status == SYNC_OK)
         outcome_set(o, rc, rc == SYNC_ENOMEM ? "internal" : "storage", "cannot build the page");

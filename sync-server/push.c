@@ -60,7 +60,7 @@ static int parse_batch(const uint8_t *p, size_t len, struct batch *b, struct out
     if (n == 0 || n > MAX_ENTRIES)
         return outcome_set(o, n ? SYNC_ETOOBIG : SYNC_EPROTO, "bad_payload",
                            "a batch holds 1 to %d entries, not %u", MAX_ENTRIES, n);
-    b->e = calloc(n, sizeof *b->e);
+    b->e = es_calloc(n, sizeof *b->e);
     if (b->e == NULL)
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     size_t pos = 16;
@@ -309,11 +309,25 @@ static void check_duplicates(struct server *srv, struct merge_ctx *m, const stru
             struct cs_value other;
             rowval_column(&other, st, 0);
             cJSON *w = cJSON_CreateObject(), *l = cJSON_CreateObject();
-            cJSON_AddItemToObject(w, "id", rowval_json(&other));
-            cJSON_AddItemToObject(l, "id", rowval_json(pk));
-            cJSON_AddStringToObject(l, "column", t->cols[i]);
-            merge_note(m, t, pk, it->op == CS_INSERT ? &it->new_[t->scope_col] : NULL,
-                       "duplicate_person", w, l);
+            cJSON *wi = rowval_json(&other), *li = rowval_json(pk);
+            int ok = w && l && wi && li;
+            if (ok && cJSON_AddItemToObject(w, "id", wi))
+                wi = NULL;
+            else
+                ok = 0;
+            if (ok && cJSON_AddItemToObject(l, "id", li))
+                li = NULL;
+            else
+                ok = 0;
+            if (ok && cJSON_AddStringToObject(l, "column", t->cols[i]) == NULL)
+                ok = 0;
+            cJSON_Delete(wi);
+            cJSON_Delete(li);
+            if (ok)
+                merge_note(m, t, pk, it->op == CS_INSERT ? &it->new_[t->scope_col] : NULL,
+                           "duplicate_person", w, l);
+            else
+                m->failed = 1;               /* out of memory: fail, do not lose the note */
             cJSON_Delete(w);
             cJSON_Delete(l);
         }
@@ -423,9 +437,12 @@ static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
     if (st == NULL)
         return outcome_set(o, SYNC_EIO, "storage", "cannot read the device");
     sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
         last = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
+    if (step != SQLITE_ROW)                 /* the device row exists: an error */
+        return outcome_set(o, SYNC_EIO, "storage", "cannot read the device");
     if (seq == (uint64_t)last + 1)
         return 1;
     o->expected_seq = last + 1;
@@ -440,9 +457,15 @@ static int check_seq(struct server *srv, const struct device *dev, uint64_t seq,
     sqlite3_bind_blob(st, 1, dev->id, 16, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (int64_t)seq);
     int rc;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32 &&
+    step = sqlite3_step(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        sqlite3_finalize(st);
+        return outcome_set(o, SYNC_EIO, "storage", "cannot read batches");
+    }
+    if (step == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32 &&
         sodium_memcmp(sqlite3_column_blob(st, 0), hash, 32) == 0) {
-        *ack = strdup((const char *)sqlite3_column_text(st, 1));
+        const char *stored = (const char *)sqlite3_column_text(st, 1);
+        *ack = stored ? es_strdup(stored) : NULL;    /* NULL text: out of memory */
         rc = *ack ? 0 : outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     } else {
         rc = outcome_set(o, SYNC_ECONFLICT, "seq_old",
@@ -538,7 +561,7 @@ static char *make_ack(uint64_t seq, size_t entries, size_t changes, long conflic
     char buf[160];
     snprintf(buf, sizeof buf, "{\"batch_seq\":%llu,\"entries\":%zu,\"changes\":%zu,"
              "\"conflicts\":%ld}", (unsigned long long)seq, entries, changes, conflicts);
-    return strdup(buf);
+    return es_strdup(buf);
 }
 
 /* Everything between BEGIN and COMMIT. */
@@ -551,23 +574,27 @@ static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
         return rc;
     struct merge_ctx m = { srv, dev, (int64_t)seq, 0, 0, 0, 0, 0 };
     int64_t max_hlc = 0;
-    struct authz *az = calloc(1, sizeof *az);
+    struct authz *az = es_calloc(1, sizeof *az);
     if (az == NULL)
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     az->srv = srv;
     az->dev = dev;
     az->active_key = keyring_active(srv);
+    if (az->active_key < 0) {
+        es_free(az);
+        return outcome_set(o, SYNC_EIO, "storage", "cannot read the keyring");
+    }
     for (size_t i = 0; i < b->n; i++) {
         for (int k = 0; k < 2; k++) {
             rc = apply_part(az, b->e[i].cs[k], b->e[i].len[k], &m, &max_hlc, o);
             if (rc != SYNC_OK) {
                 o->entry = b->e[i].id;
-                free(az);
+                es_free(az);
                 return rc;
             }
         }
     }
-    free(az);
+    es_free(az);
     long clamped = 0;
     int64_t limit = (int64_t)hlc_make(now_ms() + srv->cfg.max_clock_ahead_ms, 0, 0);
     if (max_hlc > limit && clamp_hlcs(srv, limit, &clamped) != SYNC_OK)
@@ -614,7 +641,7 @@ static int push_job_run(struct server *srv, void *arg)
     int rc = push_tx(srv, p->dev, p->seq, p->pt, p->ptlen, p->hash, p->b, p->nchanges, p->ack,
                      p->o);
     if (rc != SYNC_OK) {
-        free(*p->ack);
+        es_free(*p->ack);
         *p->ack = NULL;
     }
     return rc;
@@ -670,7 +697,7 @@ int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
             outcome_set(o, rc, "storage", "the batch was not applied");
     }
     if (rc != SYNC_OK) {
-        free(*ack);
+        es_free(*ack);
         *ack = NULL;
         if (rc != SYNC_ECONFLICT && !recorded) {
             pthread_mutex_lock(&srv->lock);
@@ -681,6 +708,6 @@ int push_apply(struct server *srv, const struct device *dev, uint64_t batch_seq,
                  dev->id[1], dev->id[2], dev->id[3], (unsigned long long)batch_seq, o->error,
                  o->detail);
     }
-    free(b.e);
+    es_free(b.e);
     return rc;
 }

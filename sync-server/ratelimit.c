@@ -1,5 +1,6 @@
 /* ratelimit.c - fixed-size token-bucket tables (see ratelimit.h). */
 #include "ratelimit.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ int ratelimit_init(struct ratelimit *rl, double rate_per_s, double burst)
         return 0;                                    /* off */
     if (sodium_init() < 0)
         return -1;
-    rl->slots = calloc(RATELIMIT_SLOTS, sizeof *rl->slots);
+    rl->slots = es_calloc(RATELIMIT_SLOTS, sizeof *rl->slots);
     if (rl->slots == NULL)
         return -1;
     rl->rate = rate_per_s;
@@ -32,7 +33,7 @@ int ratelimit_init(struct ratelimit *rl, double rate_per_s, double burst)
 
 void ratelimit_free(struct ratelimit *rl)
 {
-    free(rl->slots);
+    es_free(rl->slots);
     rl->slots = NULL;
     pthread_mutex_destroy(&rl->lock);
 }

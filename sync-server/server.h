@@ -48,6 +48,8 @@ struct server {
     int                 nserver_tables;
     int64_t             vseq;     /* last version number handed out */
     int                 tx_active;/* inside store_begin .. store_end */
+    int                 tx_broken;/* SQLite ended that transaction under us */
+    sqlite3_stmt       *rollback; /* "ROLLBACK", prepared at open: works without memory */
     int                 track;    /* 0 while push.c writes versions itself */
     pthread_mutex_t     lock;
     struct policy      *pol;

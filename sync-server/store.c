@@ -57,7 +57,7 @@ int store_exec(sqlite3 *db, const char *sql)
 int64_t store_counter(sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
-    int64_t v = 0;
+    int64_t v = -1;
     if (sqlite3_prepare_v2(db, "SELECT v FROM sync_counter", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
@@ -147,6 +147,30 @@ static void fn_track(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     (void)argc;
     (void)argv;
     sqlite3_result_int(ctx, srv->track);
+}
+
+/* SQLite rolls a transaction back by itself after some errors (out of
+ * memory, I/O, disk full) in the middle of a statement.  Code that missed
+ * such an error would carry on in autocommit mode, each later write
+ * committing alone: half a batch applied.  So while we are inside
+ * store_begin .. store_end no commit may happen at all -- the only one is
+ * store_end's own COMMIT, made after tx_active is cleared; any other is
+ * turned into a rollback and its statement fails. */
+static int commit_guard(void *ctx)
+{
+    struct server *srv = ctx;
+    if (srv->tx_active)
+        srv->tx_broken = 1;
+    return srv->tx_active;
+}
+
+/* The same for a rollback SQLite makes by itself: store_end must not
+ * commit whatever runs after it. */
+static void rollback_guard(void *ctx)
+{
+    struct server *srv = ctx;
+    if (srv->tx_active)
+        srv->tx_broken = 1;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -251,6 +275,8 @@ int store_open(struct server *srv, char *err, size_t errlen)
         return SYNC_EIO;
     }
     sqlite3_busy_timeout(srv->db, 10000);
+    sqlite3_commit_hook(srv->db, commit_guard, srv);
+    sqlite3_rollback_hook(srv->db, rollback_guard, srv);
     /* WAL + synchronous=FULL: an acknowledged batch survives power loss. */
     int rc = store_exec(srv->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                                  "PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536");
@@ -270,6 +296,11 @@ int store_open(struct server *srv, char *err, size_t errlen)
     for (int i = 0; rc == SYNC_OK && i < srv->pol->ntables; i++)
         if ((rc = install_triggers(srv->db, &srv->pol->tables[i])) != SYNC_OK)
             snprintf(err, errlen, "cannot install triggers: %s", sqlite3_errmsg(srv->db));
+    /* After the schema is in place, so the statement never needs
+     * preparing again. */
+    if (rc == SYNC_OK && sqlite3_prepare_v3(srv->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT,
+                                            &srv->rollback, NULL) != SQLITE_OK)
+        rc = SYNC_ERROR;
     if (rc == SYNC_OK)
         rc = load_server_tables(srv, err, errlen);
     if (rc == SYNC_OK)
@@ -303,11 +334,11 @@ sqlite3_stmt *store_stmt(struct server *srv, const char *sql)
     }
     if (srv->nstmts == STORE_STMTS) {        /* full: drop the oldest */
         sqlite3_finalize(srv->stmts[0].st);
-        free(srv->stmts[0].sql);
+        es_free(srv->stmts[0].sql);
         memmove(&srv->stmts[0], &srv->stmts[1], sizeof srv->stmts[0] * (STORE_STMTS - 1));
         srv->nstmts--;
     }
-    char *copy = strdup(sql);
+    char *copy = es_strdup(sql);
     if (copy == NULL) {
         sqlite3_finalize(st);
         return NULL;
@@ -322,9 +353,11 @@ void store_close(struct server *srv)
 {
     for (int i = 0; i < srv->nstmts; i++) {
         sqlite3_finalize(srv->stmts[i].st);
-        free(srv->stmts[i].sql);
+        es_free(srv->stmts[i].sql);
     }
     srv->nstmts = 0;
+    sqlite3_finalize(srv->rollback);
+    srv->rollback = NULL;
     sodium_memzero(srv->keycache, sizeof srv->keycache);
     srv->nkeycache = 0;
     sqlite3_close_v2(srv->db);
@@ -336,7 +369,7 @@ void store_close(struct server *srv)
         struct store_reader *r = &srv->readers[i];
         for (int k = 0; k < r->nstmts; k++) {
             sqlite3_finalize(r->stmts[k].st);
-            free(r->stmts[k].sql);
+            es_free(r->stmts[k].sql);
         }
         r->nstmts = 0;
         sqlite3_close_v2(r->db);
@@ -365,13 +398,23 @@ static int stmt_run(struct server *srv, const char *sql)
 
 int store_begin(struct server *srv)
 {
+    /* A rollback that failed for want of memory left a transaction open;
+     * end it now, or no write could ever start again. */
+    if (!sqlite3_get_autocommit(srv->db)) {
+        log_warn("rolling back a transaction left open by an earlier failure");
+        store_rollback(srv);
+    }
     if (stmt_run(srv, "BEGIN IMMEDIATE") != SYNC_OK)
         return SYNC_EBUSY;
-    sqlite3_stmt *st = store_stmt(srv, "SELECT v FROM sync_counter");
-    srv->vseq = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    if (st)
-        sqlite3_reset(st);
+    /* A counter that cannot be read must not restart at 0: versions would
+     * go backwards and tablets past them would never pull the rows. */
+    srv->vseq = store_counter(srv->db);
+    if (srv->vseq < 0) {
+        store_rollback(srv);
+        return SYNC_EIO;
+    }
     srv->tx_active = 1;
+    srv->tx_broken = 0;
     srv->hall_memo_n = -1;
     return SYNC_OK;
 }
@@ -380,6 +423,10 @@ int store_end(struct server *srv, int status)
 {
     srv->tx_active = 0;
     srv->track = 1;
+    if (status == SYNC_OK && (srv->tx_broken || sqlite3_get_autocommit(srv->db))) {
+        log_error("the transaction was rolled back under us");
+        status = SYNC_EIO;               /* SQLite gave up on it after an error */
+    }
     if (status == SYNC_OK) {
         sqlite3_stmt *st = store_stmt(srv, "UPDATE sync_counter SET v = ?1");
         if (st == NULL)
@@ -397,7 +444,7 @@ int store_end(struct server *srv, int status)
             status = SYNC_EIO;
         }
     }
-    sqlite3_exec(srv->db, "ROLLBACK", NULL, NULL, NULL);
+    store_rollback(srv);
     return status;
 }
 
@@ -473,11 +520,11 @@ sqlite3_stmt *store_reader_stmt(struct store_reader *r, const char *sql)
     }
     if (r->nstmts == READER_STMTS) {         /* full: drop the oldest */
         sqlite3_finalize(r->stmts[0].st);
-        free(r->stmts[0].sql);
+        es_free(r->stmts[0].sql);
         memmove(&r->stmts[0], &r->stmts[1], sizeof r->stmts[0] * (READER_STMTS - 1));
         r->nstmts--;
     }
-    char *copy = strdup(sql);
+    char *copy = es_strdup(sql);
     if (copy == NULL) {
         sqlite3_finalize(st);
         return NULL;
@@ -548,7 +595,7 @@ static void group_round(struct server *srv)
         j = list;
         list = list->next;
         if (j->detached)
-            free(j);
+            es_free(j);
         else
             j->done = 1;
     }
@@ -601,9 +648,21 @@ void store_group_detached(struct server *srv, struct store_job *job)
             group_round(srv);
         srv->group_leader = 0;
         pthread_cond_broadcast(&srv->group_done);
-        free(job);
+        es_free(job);
     }
     pthread_mutex_unlock(&srv->group_lock);
+}
+
+void store_rollback(struct server *srv)
+{
+    if (sqlite3_get_autocommit(srv->db))
+        return;
+    if (srv->rollback) {
+        sqlite3_step(srv->rollback);
+        sqlite3_reset(srv->rollback);
+    }
+    if (!sqlite3_get_autocommit(srv->db))
+        sqlite3_exec(srv->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* (township, hall) of a row of t whose scope column holds v. */

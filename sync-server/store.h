@@ -17,7 +17,8 @@ void store_close(struct server *srv);
 /* Runs sql with no result rows.  Returns SYNC_OK or SYNC_EIO. */
 int  store_exec(sqlite3 *db, const char *sql);
 
-/* The current version counter (the newest vseq). */
+/* The current version counter (the newest vseq); -1 if it cannot be read
+ * (out of memory, I/O error). */
 int64_t store_counter(sqlite3 *db);
 
 
@@ -34,6 +35,11 @@ sqlite3_stmt *store_stmt(struct server *srv, const char *sql);
  * nothing can change a synced row without a new version. */
 int store_begin(struct server *srv);
 int store_end(struct server *srv, int status);
+/* Rolls back the open transaction, if any, with a statement prepared at
+ * open.  With no memory left at all even that can fail (SQLite may need to
+ * reload pages); store_begin then rolls back first, so a leftover
+ * transaction never commits and never blocks the next write. */
+void store_rollback(struct server *srv);
 
 /* Group commit.  Writes that arrive together (pushes from several devices,
  * pulls noting a device's last sync) share one transaction and one durable

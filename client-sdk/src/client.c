@@ -52,7 +52,7 @@ const char *sync_strerror(int status)
 
 void sync_free(void *p)
 {
-    free(p);
+    es_free(p);
 }
 
 int client_fail(struct sync_client *c, int status, const char *fmt, ...)
@@ -283,7 +283,7 @@ int sync_client_open(struct sync_client **out, const char *db_path,
         snprintf(errbuf, errlen, "libsodium failed to initialise");
         return SYNC_ERROR;
     }
-    struct sync_client *c = calloc(1, sizeof *c);
+    struct sync_client *c = es_calloc(1, sizeof *c);
     if (c == NULL)
         return SYNC_ENOMEM;
     c->timeout_ms = 30000;
@@ -340,7 +340,7 @@ void sync_client_close(struct sync_client *c)
     sodium_memzero(c->tx, sizeof c->tx);
     sodium_memzero(c->kx_sk, sizeof c->kx_sk);
     sodium_memzero(c->sign_sk, sizeof c->sign_sk);
-    free(c);
+    es_free(c);
 }
 
 void sync_client_set_test_hooks(struct sync_client *c, const struct sync_test_hooks *h)
@@ -658,7 +658,7 @@ static int bind_column(sqlite3_context *ctx, struct sync_client *c, sqlite3_stmt
         sqlite3_result_error_nomem(ctx);
         return -1;
     }
-    return sqlite3_bind_blob(st, slot, out, (int)outlen, free) == SQLITE_OK ? 0 : -1;
+    return sqlite3_bind_blob(st, slot, out, (int)outlen, es_free) == SQLITE_OK ? 0 : -1;
 }
 
 static const struct pol_table *view_table(sqlite3_context *ctx, struct sync_client *c,
@@ -943,8 +943,19 @@ static int exec_body(struct sync_client *c, sqlite3_session *s, const char *sql)
         sqlite3_free(msg);
         return status;
     }
-    if (sqlite3session_isempty(s))
+    if (sqlite3session_isempty(s)) {
+        /* Empty may also mean the session failed on its first change (out
+         * of memory in its pre-update hook): the write would then commit
+         * with no outbox entry and never sync.  Generating the (empty)
+         * changeset reports such a failure. */
+        int n0 = 0;
+        void *cs0 = NULL;
+        int src = sqlite3session_changeset(s, &n0, &cs0);
+        sqlite3_free(cs0);
+        if (src != SQLITE_OK)
+            return client_fail(c, SYNC_ENOMEM, "cannot record the change: out of memory");
         return SYNC_OK;
+    }
     rc = stamp_hlc(c, s);
     if (rc != SYNC_OK)
         return rc;
@@ -986,7 +997,8 @@ int sync_exec(struct sync_client *c, const char *sql)
     rc = client_session(c, &s);
     if (rc == SYNC_OK)
         rc = exec_body(c, s, sql);
-    sqlite3session_delete(s);
+    if (s)                         /* SQLite 3.40's delete does not accept NULL */
+        sqlite3session_delete(s);
     if (rc == SYNC_OK && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         rc = client_fail(c, SYNC_EIO, "commit: %s", sqlite3_errmsg(c->db));
     if (rc != SYNC_OK) {
@@ -1007,23 +1019,23 @@ static char *column_text(sqlite3_stmt *st, int i)
         return NULL;
     if (type == SQLITE_BLOB) {
         size_t n = (size_t)sqlite3_column_bytes(st, i);
-        char *h = malloc(2 * n + 1);
+        char *h = es_malloc(2 * n + 1);
         if (h)
             hex_encode(h, sqlite3_column_blob(st, i), n);
         return h;
     }
     const char *s = (const char *)sqlite3_column_text(st, i);
-    return strdup(s ? s : "");
+    return es_strdup(s ? s : "");
 }
 
 static int query_one(struct sync_client *c, sqlite3_stmt *st, sync_row_fn fn, void *ctx)
 {
     int ncol = sqlite3_column_count(st), rc, stop = 0;
-    char **vals = calloc((size_t)ncol + 1, sizeof *vals);
-    const char **names = calloc((size_t)ncol + 1, sizeof *names);
+    char **vals = es_calloc((size_t)ncol + 1, sizeof *vals);
+    const char **names = es_calloc((size_t)ncol + 1, sizeof *names);
     if (vals == NULL || names == NULL) {
-        free(vals);
-        free(names);
+        es_free(vals);
+        es_free(names);
         return client_fail(c, SYNC_ENOMEM, "out of memory");
     }
     for (int i = 0; i < ncol; i++)
@@ -1033,12 +1045,12 @@ static int query_one(struct sync_client *c, sqlite3_stmt *st, sync_row_fn fn, vo
             vals[i] = column_text(st, i);
         stop = fn ? fn(ctx, ncol, (const char *const *)vals, names) : 0;
         for (int i = 0; i < ncol; i++) {
-            free(vals[i]);
+            es_free(vals[i]);
             vals[i] = NULL;
         }
     }
-    free(vals);
-    free(names);
+    es_free(vals);
+    es_free(names);
     if (!stop && rc != SQLITE_DONE)
         return client_fail(c, SYNC_EINVAL, "query: %s", sqlite3_errmsg(c->db));
     return SYNC_OK;

@@ -95,7 +95,7 @@ static size_t deflate_into(const uint8_t *pt, size_t ptlen, uint8_t *out, size_t
 /* The version-2 message for pt: encoding byte, then pt or its deflate. */
 static uint8_t *encode_v2(const uint8_t *pt, size_t ptlen, size_t *outlen)
 {
-    uint8_t *m = malloc(ptlen + 1);
+    uint8_t *m = es_malloc(ptlen + 1);
     if (m == NULL)
         return NULL;
     size_t n = 0;
@@ -130,13 +130,13 @@ static int decode_v2(uint8_t **m, size_t *mlen)
     uint32_t plain = be32_get(p + 1);
     if (plain > ENV_MAX_PLAIN)
         return SYNC_EPROTO;
-    uint8_t *out = malloc(plain ? plain : 1);
+    uint8_t *out = es_malloc(plain ? plain : 1);
     if (out == NULL)
         return SYNC_ENOMEM;
     z_stream z;
     memset(&z, 0, sizeof z);
     if (inflateInit2(&z, -15) != Z_OK) {
-        free(out);
+        es_free(out);
         return SYNC_ENOMEM;
     }
     z.next_in = p + 5;
@@ -147,10 +147,10 @@ static int decode_v2(uint8_t **m, size_t *mlen)
     int ok = rc == Z_STREAM_END && z.total_out == plain && z.avail_in == 0;
     inflateEnd(&z);
     if (!ok) {
-        free(out);
+        es_free(out);
         return SYNC_EPROTO;
     }
-    free(p);
+    es_free(p);
     *m = out;
     *mlen = plain;
     return SYNC_OK;
@@ -176,9 +176,9 @@ int env_seal(const struct env_header *h, const uint8_t key[ENV_KEYBYTES],
         pt = enc;
     }
     size_t total = ptlen + ENV_OVERHEAD;
-    uint8_t *p = malloc(total);
+    uint8_t *p = es_malloc(total);
     if (p == NULL) {
-        free(enc);
+        es_free(enc);
         return SYNC_ENOMEM;
     }
 
@@ -189,9 +189,9 @@ int env_seal(const struct env_header *h, const uint8_t key[ENV_KEYBYTES],
     crypto_aead_xchacha20poly1305_ietf_encrypt(
         p + ENV_BODY_OFF, &clen, pt, ptlen, p, ENV_HDRBYTES, NULL,
         p + ENV_HDRBYTES, key);
-    free(enc);
+    es_free(enc);
     if (clen != ptlen + ENV_TAGBYTES) {     /* cannot happen; be safe */
-        free(p);
+        es_free(p);
         return SYNC_ERROR;
     }
     *out = p;
@@ -220,8 +220,8 @@ int env_open(const uint8_t *buf, size_t len, int kind,
 
     size_t clen = len - ENV_BODY_OFF;
     size_t mlen = clen - ENV_TAGBYTES;
-    /* malloc(0) may return NULL; success must always be non-NULL. */
-    uint8_t *m = malloc(mlen ? mlen : 1);
+    /* es_malloc(0) may return NULL; success must always be non-NULL. */
+    uint8_t *m = es_malloc(mlen ? mlen : 1);
     if (m == NULL)
         return SYNC_ENOMEM;
 
@@ -230,11 +230,11 @@ int env_open(const uint8_t *buf, size_t len, int kind,
             m, &got, NULL, buf + ENV_BODY_OFF, clen, buf, ENV_HDRBYTES,
             buf + ENV_HDRBYTES, key) != 0 || got != mlen) {
         sodium_memzero(m, mlen);    /* never leak unauthenticated bytes */
-        free(m);
+        es_free(m);
         return SYNC_ECRYPTO;
     }
     if (hdr.version >= 2 && (rc = decode_v2(&m, &mlen)) != SYNC_OK) {
-        free(m);
+        es_free(m);
         return rc;
     }
     if (h != NULL)

@@ -13,7 +13,7 @@ static uint8_t *make_ad(const char *table, const char *column, const uint8_t *pk
                         size_t *adlen)
 {
     size_t t = strlen(table) + 1, c = strlen(column) + 1;
-    uint8_t *ad = malloc(t + c + pklen + 1);
+    uint8_t *ad = es_malloc(t + c + pklen + 1);
     if (ad == NULL)
         return NULL;
     memcpy(ad, table, t);
@@ -32,10 +32,10 @@ int pv_seal(const uint8_t key[32], uint32_t key_id, const char *table, const cha
     *out = NULL;
     *outlen = 0;
     uint8_t *ad = make_ad(table, column, pk, pklen, &adlen);
-    uint8_t *ct = malloc(PV_OVERHEAD + ptlen);
+    uint8_t *ct = es_malloc(PV_OVERHEAD + ptlen);
     if (ad == NULL || ct == NULL) {
-        free(ad);
-        free(ct);
+        es_free(ad);
+        es_free(ct);
         return SYNC_ENOMEM;
     }
     ct[0] = PV_VERSION;
@@ -44,7 +44,7 @@ int pv_seal(const uint8_t key[32], uint32_t key_id, const char *table, const cha
     unsigned long long n = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(ct + PV_HDRBYTES, &n, pt, ptlen, ad, adlen, NULL,
                                                ct + 5, key);
-    free(ad);
+    es_free(ad);
     *out = ct;
     *outlen = PV_HDRBYTES + (size_t)n;
     return SYNC_OK;
@@ -69,18 +69,18 @@ int pv_open(const uint8_t key[32], const char *table, const char *column,
     if (!pv_is_sealed(ct, ctlen, NULL))
         return SYNC_ECRYPTO;
     uint8_t *ad = make_ad(table, column, pk, pklen, &adlen);
-    uint8_t *p = malloc(ctlen - PV_OVERHEAD + 1);
+    uint8_t *p = es_malloc(ctlen - PV_OVERHEAD + 1);
     if (ad == NULL || p == NULL) {
-        free(ad);
-        free(p);
+        es_free(ad);
+        es_free(p);
         return SYNC_ENOMEM;
     }
     unsigned long long n = 0;
     int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(p, &n, NULL, ct + PV_HDRBYTES,
                                                         ctlen - PV_HDRBYTES, ad, adlen, ct + 5, key);
-    free(ad);
+    es_free(ad);
     if (rc != 0) {
-        free(p);
+        es_free(p);
         return SYNC_ECRYPTO;
     }
     p[n] = '\0';

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "eldersync.h"
+#include "util.h"
 
 static const char *const role_names[] = { "caregiver", "hall", "inspector" };
 
@@ -242,7 +243,7 @@ int policy_load(sqlite3 *db, struct policy **out, char *err, size_t errlen)
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK;
     *out = NULL;
-    struct policy *p = calloc(1, sizeof *p);
+    struct policy *p = es_calloc(1, sizeof *p);
     if (p == NULL)
         return SYNC_ENOMEM;
     if (sqlite3_prepare_v2(db, "SELECT name, policy, scope, scope_column, read_roles, "
@@ -250,7 +251,7 @@ int policy_load(sqlite3 *db, struct policy **out, char *err, size_t errlen)
                            "protected, state_column, blind FROM sync_tables ORDER BY name",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "sync_tables: %s", sqlite3_errmsg(db));
-        free(p);
+        es_free(p);
         return SYNC_EIO;
     }
     while (rc == SYNC_OK && sqlite3_step(st) == SQLITE_ROW) {
@@ -269,7 +270,7 @@ int policy_load(sqlite3 *db, struct policy **out, char *err, size_t errlen)
     if (rc == SYNC_OK)
         rc = load_refs(db, p, err, errlen);
     if (rc != SYNC_OK) {
-        free(p);
+        es_free(p);
         return rc;
     }
     *out = p;
@@ -278,11 +279,13 @@ int policy_load(sqlite3 *db, struct policy **out, char *err, size_t errlen)
 
 void policy_free(struct policy *p)
 {
-    free(p);
+    es_free(p);
 }
 
 const struct pol_table *policy_table(const struct policy *p, const char *name)
 {
+    if (name == NULL)                /* e.g. sqlite3_column_text out of memory */
+        return NULL;
     for (int i = 0; i < p->ntables; i++)
         if (strcmp(p->tables[i].name, name) == 0)
             return &p->tables[i];

@@ -7,6 +7,7 @@
 
 #include "eldersync.h"
 #include "pcrypt.h"
+#include "util.h"
 
 static void fn_enc(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -39,7 +40,7 @@ static void fn_enc(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         sqlite3_result_error_nomem(ctx);
         return;
     }
-    sqlite3_result_blob(ctx, out, (int)outlen, free);
+    sqlite3_result_blob(ctx, out, (int)outlen, es_free);
 }
 
 static void fn_dec(sqlite3_context *ctx, int argc, sqlite3_value **argv)
@@ -68,7 +69,7 @@ static void fn_dec(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         sqlite3_result_error(ctx, "a personal value does not authenticate", -1);
         return;
     }
-    sqlite3_result_text(ctx, (const char *)pt, (int)ptlen, free);
+    sqlite3_result_text(ctx, (const char *)pt, (int)ptlen, es_free);
 }
 
 static void fn_bidx(sqlite3_context *ctx, int argc, sqlite3_value **argv)
@@ -120,13 +121,13 @@ static void fn_reseal(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sodium_memzero(key, sizeof key);
     if (pt) {
         sodium_memzero(pt, ptlen);
-        free(pt);
+        es_free(pt);
     }
     if (rc != SYNC_OK) {
         sqlite3_result_error(ctx, "cannot re-seal a personal value", -1);
         return;
     }
-    sqlite3_result_blob(ctx, out, (int)outlen, free);
+    sqlite3_result_blob(ctx, out, (int)outlen, es_free);
 }
 
 static void fn_key_id(sqlite3_context *ctx, int argc, sqlite3_value **argv)

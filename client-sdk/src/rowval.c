@@ -87,17 +87,17 @@ cJSON *rowval_json(const struct cs_value *v)
         return cJSON_CreateNumber((double)v->i);
     case CS_REAL: return cJSON_CreateNumber(v->r);
     case CS_TEXT: {
-        char *s = malloc(v->n + 1);
+        char *s = es_malloc(v->n + 1);
         if (s == NULL)
             return NULL;
         memcpy(s, v->p, v->n);
         s[v->n] = '\0';
         cJSON *j = cJSON_CreateString(s);
-        free(s);
+        es_free(s);
         return j;
     }
     case CS_BLOB: {
-        char *h = malloc(2 * v->n + 1);
+        char *h = es_malloc(2 * v->n + 1);
         if (h == NULL)
             return NULL;
         hex_encode(h, v->p, v->n);
@@ -106,7 +106,7 @@ cJSON *rowval_json(const struct cs_value *v)
             cJSON_Delete(o);
             o = NULL;
         }
-        free(h);
+        es_free(h);
         return o;
     }
     default:      return cJSON_CreateNull();

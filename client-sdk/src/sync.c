@@ -69,8 +69,8 @@ int client_http_error(struct sync_client *c, int http, const uint8_t *body, size
     return status;
 }
 
-/* One enveloped request.  On HTTP 200 *pt holds the opened reply (free()).
- * Otherwise *http and *err_body (free()) describe the refusal. */
+/* One enveloped request.  On HTTP 200 *pt holds the opened reply (es_free()).
+ * Otherwise *http and *err_body (es_free()) describe the refusal. */
 static int request(struct sync_client *c, const char *path, int kind, uint64_t seq,
                    const uint8_t *body, size_t len, uint8_t **pt, size_t *ptlen,
                    int *http, uint8_t **err_body, size_t *err_len)
@@ -89,7 +89,7 @@ static int request(struct sync_client *c, const char *path, int kind, uint64_t s
     if (rc != SYNC_OK)
         return client_fail(c, rc, "cannot seal the request");
     if (c->hooks.before_send && c->hooks.before_send(c->hooks.ctx, path) == 1) {
-        free(env);
+        es_free(env);
         return client_fail(c, SYNC_ENET, "network down (simulated)");
     }
     struct http_response r;
@@ -105,7 +105,7 @@ static int request(struct sync_client *c, const char *path, int kind, uint64_t s
         rc = http_post(c->server_url, path, NULL, env, envlen, c->timeout_ms,
                        REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
     }
-    free(env);
+    es_free(env);
     if (rc != SYNC_OK)
         return client_fail(c, rc, "%s", errbuf);
     if (fault == 1) {
@@ -122,7 +122,7 @@ static int request(struct sync_client *c, const char *path, int kind, uint64_t s
     rc = env_open(r.body, r.len, kind + 2, c->rx, &rh, pt, ptlen);
     http_response_free(&r);
     if (rc != SYNC_OK || rh.batch_seq != seq || memcmp(rh.device_id, c->device_id, 16) != 0) {
-        free(*pt);
+        es_free(*pt);
         *pt = NULL;
         return client_fail(c, SYNC_ECRYPTO, "the server's reply failed authentication");
     }
@@ -325,7 +325,7 @@ static int push_once(struct sync_client *c, struct sync_stats *stats)
         return rc;
     if (http == 200) {
         rc = acked(c, seq, pt, ptlen, stats);
-        free(pt);
+        es_free(pt);
         return rc == SYNC_OK ? 1 : rc;
     }
     cJSON *j = cJSON_ParseWithLength((const char *)eb, eblen);
@@ -341,7 +341,7 @@ static int push_once(struct sync_client *c, struct sync_stats *stats)
         rc = client_http_error(c, http, eb, eblen);
     }
     cJSON_Delete(j);
-    free(eb);
+    es_free(eb);
     return rc;
 }
 
@@ -539,9 +539,10 @@ static int replay_one(struct sync_client *c, int64_t id)
     buf_free(&all);
 out:
     sqlite3_finalize(st);
-    sqlite3session_delete(s);
+    if (s)                         /* SQLite 3.40's delete does not accept NULL */
+        sqlite3session_delete(s);
     sqlite3_free(local);
-    free(fwd);
+    es_free(fwd);
     cs_writer_reset(&r.fwd);
     return rc;
 }
@@ -558,7 +559,7 @@ static int replay_all(struct sync_client *c)
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
-            int64_t *p = realloc(ids, cap * sizeof *ids);
+            int64_t *p = es_realloc(ids, cap * sizeof *ids);
             if (p == NULL) {
                 rc = client_fail(c, SYNC_ENOMEM, "out of memory");
                 break;
@@ -570,7 +571,7 @@ static int replay_all(struct sync_client *c)
     sqlite3_finalize(st);
     for (size_t i = 0; rc == SYNC_OK && i < n; i++)
         rc = replay_one(c, ids[i]);
-    free(ids);
+    es_free(ids);
     return rc;
 }
 
@@ -719,7 +720,7 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
         return rc;
     if (http != 200) {
         rc = client_http_error(c, http, eb, eblen);
-        free(eb);
+        es_free(eb);
         return rc;
     }
     struct page pg;
@@ -734,7 +735,7 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
             stats->cursor = pg.cursor;
         }
     }
-    free(pt);
+    es_free(pt);
     return rc;
 }
 

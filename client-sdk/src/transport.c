@@ -228,7 +228,7 @@ static int read_sized(struct mg_connection *c, const struct target *t,
 {
     if (cl == 0)
         return SYNC_OK;
-    uint8_t *p = malloc(cl);
+    uint8_t *p = es_malloc(cl);
     if (p == NULL)
         return SYNC_ENOMEM;
     size_t got = 0;
@@ -236,7 +236,7 @@ static int read_sized(struct mg_connection *c, const struct target *t,
         if (mono_ms() > deadline) {
             errf(errbuf, errlen, "timed out reading the reply from %s:%d "
                  "(%zu of %zu bytes)", t->host, t->port, got, cl);
-            free(p);
+            es_free(p);
             return SYNC_ENET;
         }
         size_t want = cl - got < IO_CHUNK ? cl - got : IO_CHUNK;
@@ -244,7 +244,7 @@ static int read_sized(struct mg_connection *c, const struct target *t,
         if (n <= 0) {
             errf(errbuf, errlen, "connection to %s:%d cut after %zu of %zu "
                  "reply bytes", t->host, t->port, got, cl);
-            free(p);
+            es_free(p);
             return SYNC_ENET;
         }
         got += (size_t)n;
@@ -412,6 +412,6 @@ void http_response_free(struct http_response *r)
 {
     if (r == NULL)
         return;
-    free(r->body);
+    es_free(r->body);
     memset(r, 0, sizeof *r);
 }

@@ -6,6 +6,47 @@
 #include <string.h>
 #include <time.h>
 
+static int (*fail_hook)(void *);
+static void *fail_ctx;
+
+void es_alloc_set_fail_hook(int (*fail)(void *ctx), void *ctx)
+{
+    fail_hook = fail;
+    fail_ctx = ctx;
+}
+
+static int should_fail(void)
+{
+    return fail_hook != NULL && fail_hook(fail_ctx);
+}
+
+void *es_malloc(size_t n)
+{
+    return should_fail() ? NULL : malloc(n);
+}
+
+void *es_calloc(size_t n, size_t size)
+{
+    return should_fail() ? NULL : calloc(n, size);
+}
+
+void *es_realloc(void *p, size_t n)
+{
+    if (n > 0 && should_fail())
+        return NULL;
+    return realloc(p, n);
+}
+
+char *es_strdup(const char *s)
+{
+    return should_fail() ? NULL : strdup(s);
+}
+
+void es_free(void *p)
+{
+    free(p);
+}
+
 static int buf_grow(struct buf *b, size_t n)
 {
     if (b->oom)
@@ -18,14 +59,14 @@ static int buf_grow(struct buf *b, size_t n)
             goto fail;
         cap *= 2;
     }
-    uint8_t *p = realloc(b->p, cap);
+    uint8_t *p = es_realloc(b->p, cap);
     if (p == NULL)
         goto fail;
     b->p = p;
     b->cap = cap;
     return 0;
 fail:
-    free(b->p);
+    es_free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
     b->oom = 1;
@@ -88,7 +129,7 @@ void buf_free(struct buf *b)
 {
     if (b == NULL)
         return;
-    free(b->p);
+    es_free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
 }

@@ -9,6 +9,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The project's allocator: every malloc, calloc, realloc, strdup and free
+ * in the server and the SDK goes through these, so a test can make the Nth
+ * allocation fail (es_alloc_set_fail_hook).  They behave exactly like the C
+ * library's (memory from one may be released with free() and vice versa);
+ * memory SQLite, cJSON or libsodium hand out is released with their own
+ * functions as before. */
+void *es_malloc(size_t n);
+void *es_calloc(size_t n, size_t size);
+void *es_realloc(void *p, size_t n);
+char *es_strdup(const char *s);
+void  es_free(void *p);
+/* For tests only: fail is called before every es_malloc, es_calloc,
+ * es_realloc (n > 0) and es_strdup; when it returns non-zero the call
+ * fails (returns NULL, realloc leaves p untouched).  NULL removes it.  Not
+ * synchronised: set it while no other thread allocates. */
+void  es_alloc_set_fail_hook(int (*fail)(void *ctx), void *ctx);
+
 /* Growable byte buffer.  Initialise with struct buf b = {0}.  After a failed
  * append the buffer is freed and marked failed (b->oom = 1); every later
  * append is a no-op, so callers may check once at the end. */

@@ -22,7 +22,7 @@ INC="-Iclient-sdk/include -Iclient-sdk/src -Isync-server -Itests/fuzz"
 SRC="client-sdk/src/*.c $OUT/schema_gen.c $(ls sync-server/*.c | grep -v main.c | tr "\n" " ") tests/fuzz/fuzz_common.c"
 LIBS="-lsqlite3 -lsodium -lcjson -lcivetweb -lz -lpthread -lm"
 
-targets=${1:-"fuzz_changeset fuzz_envelope fuzz_push gen_corpus"}
+targets=${1:-"fuzz_changeset fuzz_envelope fuzz_push fuzz_json gen_corpus"}
 for t in $targets; do
     if [ "$t" = gen_corpus ]; then
         san="-fsanitize=address,undefined"

@@ -47,6 +47,8 @@ void fz_county_ids(struct fz_county *c)
         memset(seed, 0, sizeof seed);
         memcpy(seed, c->dev[d], 16);
         crypto_sign_seed_keypair(c->sign_pk[d], c->sign_sk[d], seed);
+        seed[31] = 'x';
+        crypto_kx_seed_keypair(c->kx_pk[d], c->kx_sk[d], seed);
     }
 }
 
@@ -133,13 +135,14 @@ int fz_seed_rows(sqlite3 *db, const struct fz_county *c)
 int fz_seed_devices(sqlite3 *db, const struct fz_county *c)
 {
     static const char *const role[FZ_NDEV] = { "hall", "caregiver", "inspector" };
-    char sql[512], a[36], t[36], h[36], pk[65];
+    char sql[512], a[36], t[36], h[36], pk[65], kx[65];
     for (int k = 0; k < FZ_NDEV; k++) {
         hex_encode(pk, c->sign_pk[k], 32);
+        hex_encode(kx, c->kx_pk[k], 32);
         snprintf(sql, sizeof sql, "INSERT INTO devices (id, role, township_id, hall_id, kx_pk, "
-                 "sign_pk, enrolled_at) VALUES (%s, '%s', %s, %s, zeroblob(32), x'%s', 0)",
+                 "sign_pk, enrolled_at) VALUES (%s, '%s', %s, %s, x'%s', x'%s', 0)",
                  fz_xid(c->dev[k], a), role[k], fz_xid(c->twp[0], t),
-                 k == FZ_DEV_HALL ? fz_xid(c->hall[0], h) : "x''", pk);
+                 k == FZ_DEV_HALL ? fz_xid(c->hall[0], h) : "x''", kx, pk);
         if (fz_exec(db, sql) != 0)
             return -1;
     }
@@ -151,6 +154,7 @@ void fz_device(const struct fz_county *c, int k, struct device *dev)
     memset(dev, 0, sizeof *dev);
     memcpy(dev->id, c->dev[k], 16);
     memcpy(dev->sign_pk, c->sign_pk[k], 32);
+    memcpy(dev->kx_pk, c->kx_pk[k], 32);
     dev->role = k == FZ_DEV_HALL ? ROLE_HALL : k == FZ_DEV_CAREGIVER ? ROLE_CAREGIVER
               : ROLE_INSPECTOR;
     memcpy(dev->township, c->twp[0], 16);

@@ -36,6 +36,8 @@ struct fz_county {
     uint8_t dev[FZ_NDEV][16];     /* hall (H0), caregiver (T0), inspector (T0) */
     uint8_t sign_pk[FZ_NDEV][32]; /* the devices' Ed25519 keys, from fixed seeds */
     uint8_t sign_sk[FZ_NDEV][64];
+    uint8_t kx_pk[FZ_NDEV][32];   /* key-exchange keys, from fixed seeds (pulls seal */
+    uint8_t kx_sk[FZ_NDEV][32];   /* the county's data keys to them) */
 };
 
 /* Fills c with the fixed ids and keys (calls sodium_init). */

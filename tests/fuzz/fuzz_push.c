@@ -195,8 +195,8 @@ static void check_versions(void)
             snprintf(hall, sizeof hall, "coalesce(r.\"%s\", x'')", col);
             break;
         }
-        for (int dir = 0; dir < 2; dir++) {
-            if (dir == 0)
+        for (int way = 0; way < 2; way++) {
+            if (way == 0)
                 snprintf(sql, sizeof sql, "SELECT hex(r.id) FROM \"%s\" r WHERE NOT EXISTS "
                          "(SELECT 1 FROM row_versions v WHERE v.tbl = '%s' AND v.pk = r.id AND "
                          "v.deleted = 0 AND v.township_id = %s AND v.hall_id = %s)",
@@ -211,7 +211,7 @@ static void check_versions(void)
                 FAIL("check_versions: %s", sqlite3_errmsg(srv.db));
             if (sqlite3_step(st) == SQLITE_ROW)
                 FAIL("%s row %s %s", t->name, sqlite3_column_text(st, 0),
-                     dir == 0 ? "has no live row version in its current scope"
+                     way == 0 ? "has no live row version in its current scope"
                               : "has a live row version in a scope it is not in (or is gone)");
             sqlite3_finalize(st);
         }

@@ -136,6 +136,54 @@ static void write_push(const char *name, int device, const struct part *local,
     buf_free(&b);
 }
 
+/* fuzz_json: selector byte (< 0x80 enrollment, bit 0 the code: 0 hall,
+ * 1 caregiver; >= 0x80 pull, device (s & 3) % 3), then the JSON body.
+ * "AAAA-AAAA-AAAA-AAAA" stands for a live code (fuzz_json.c). */
+static void json_bodies(void)
+{
+    static const char kx[] = "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f";
+    static const char sg[] = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    char body[512];
+    static const struct { int sel; const char *fmt; } enr[] = {
+        { 0, "{\"code\":\"AAAA-AAAA-AAAA-AAAA\",\"kx_pk\":\"%s\",\"sign_pk\":\"%s\","
+             "\"app_version\":\"1.0\",\"schema_version\":1}" },
+        { 1, "{\"code\":\"aaaaaaaaaaaaaaaa\",\"kx_pk\":\"%s\",\"sign_pk\":\"%s\"}" },
+        { 0, "{\"code\":\"ZZZZ-ZZZZ-ZZZZ-ZZZZ\",\"kx_pk\":\"%s\",\"sign_pk\":\"%s\"}" },
+        { 1, "{\"code\":\"AAAA-AAAA-AAAA-AAAA\",\"kx_pk\":\"%s\",\"sign_pk\":\"%.10s\"}" },
+        { 0, "{\"code\":1,\"kx_pk\":\"%s\",\"sign_pk\":\"%s\",\"schema_version\":1e308}" },
+    };
+    for (size_t i = 0; i < sizeof enr / sizeof enr[0]; i++) {
+        body[0] = (char)enr[i].sel;
+        int n = snprintf(body + 1, sizeof body - 1, enr[i].fmt, kx, sg);
+        char name[32];
+        snprintf(name, sizeof name, "enroll_%zu", i);
+        write_file("fuzz_json", name, body, (size_t)n + 1);
+    }
+    static const char *const bad[] = { "", "[]", "{", "{\"code\":null}", "\"x\"" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        body[0] = 0;
+        size_t l = strlen(bad[i]);
+        memcpy(body + 1, bad[i], l);
+        char name[32];
+        snprintf(name, sizeof name, "enroll_bad_%zu", i);
+        write_file("fuzz_json", name, body, l + 1);
+    }
+    static const char *const reqs[] = {
+        "{\"cursor\":0}", "{\"cursor\":0,\"have_key\":-1}",
+        "{\"cursor\":0,\"max_bytes\":1024,\"schema_version\":1,\"have_key\":0}",
+        "{\"cursor\":3,\"max_bytes\":1e300}", "{\"cursor\":-1}", "[1,2,3]",
+        "{\"cursor\":1.5}", "{\"cursor\":9e15,\"have_key\":1e15}",
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        size_t l = strlen(reqs[i]);
+        body[0] = (char)(0x80 + i % 3);
+        memcpy(body + 1, reqs[i], l);
+        char name[32];
+        snprintf(name, sizeof name, "pull_%zu", i);
+        write_file("fuzz_json", name, body, l + 1);
+    }
+}
+
 struct scenario {
     const char *name;
     int         device;     /* FZ_DEV_* that would push it */
@@ -475,6 +523,7 @@ int main(int argc, char **argv)
         snprintf(name, sizeof name, "pull_%zu", i);
         write_file("fuzz_push", name, in, l + 1);
     }
+    json_bodies();
     envelopes();
     for (int i = 0; i < n; i++)
         free(cs[i]);

@@ -6,9 +6,9 @@
 #                                              tests/fuzz/regressions/ (fast; exits
 #                                              non-zero on a crash)
 #
-# Build first with sh tests/fuzz/build.sh.  New inputs go to
-# tests/fuzz/out/work/<target> (ignored by git); crashes to
-# tests/fuzz/out/artifacts/.  One core only: -jobs=1 -workers=1.
+# Build first with sh tests/fuzz/build.sh (make fuzz does all of it).  New
+# inputs go to tests/fuzz/out/work/<target> (ignored by git); crashes to
+# tests/fuzz/out/artifacts/.  One process, one core.
 set -eu
 cd "$(dirname "$0")/../.."
 OUT=tests/fuzz/out
@@ -16,7 +16,7 @@ what=${1:?usage: run.sh TARGET SECONDS | replay}
 
 if [ "$what" = replay ]; then
     fail=0
-    for t in fuzz_changeset fuzz_envelope fuzz_push; do
+    for t in fuzz_changeset fuzz_envelope fuzz_push fuzz_json; do
         set -- tests/fuzz/corpus/$t/*
         for f in tests/fuzz/regressions/$t-*; do
             [ -e "$f" ] && set -- "$@" "$f"
@@ -36,7 +36,19 @@ fi
 
 secs=${2:-600}
 mkdir -p "$OUT/work/$what" "$OUT/artifacts"
-cd "$OUT"        # libFuzzer writes fuzz-0.log into the current directory
-exec "./$what" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-    -jobs=1 -workers=1 -print_final_stats=1 -artifact_prefix="artifacts/$what-" \
-    "work/$what" "../corpus/$what"
+cd "$OUT"
+# One process, in-process fuzzing (one core); the exit status is the
+# fuzzer's, so a finding fails the run.  Log: tests/fuzz/out/<target>.log
+rc=0
+"./$what" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix="artifacts/$what-" \
+    "work/$what" "../corpus/$what" > "$what.log" 2>&1 || rc=$?
+runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$what.log")
+cov=$(grep -E '^#[0-9]+' "$what.log" | tail -n 1 | sed -n 's/.*\(cov: [0-9]*\).*\(ft: [0-9]*\).*\(corp: [^ ]*\).*/\1 \2 \3/p')
+if [ "$rc" -eq 0 ]; then
+    echo "$what: ${runs:-?} executions in ${secs} s, no finding ($cov)"
+else
+    echo "$what: FINDING (exit $rc), see tests/fuzz/out/$what.log and out/artifacts/"
+    grep -E "^fuzz_[a-z]+: |runtime error|ERROR: |SUMMARY" "$what.log" | head -n 5
+fi
+exit $rc

@@ -252,6 +252,10 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
     /* A read connection: the pull does not wait for a commit in progress. */
     struct store_reader *r = store_reader_get(srv);
     int64_t acked = 0, confirmed = 0, active = 0;
+    /* A COMMIT and ROLLBACK that both failed (out of memory) left the
+     * connection's last snapshot open: end it, or BEGIN fails for good. */
+    if (r && !sqlite3_get_autocommit(r->db))
+        sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
     rc = r == NULL ? SYNC_EBUSY : store_exec(r->db, "BEGIN");     /* one consistent snapshot */
     if (rc == SYNC_OK) {
         rc = scan(srv, r, dev, cursor, max_bytes, pg, &next, &more);

@@ -16,11 +16,16 @@ CC=${CC:-clang}
 sh schema/embed.sh schema/schema.sql schema/server.sql schema/tablet.sql \
     $(ls schema/migrations/[0-9]*.sql 2>/dev/null | sort) > "$OUT/schema_gen.c.tmp"
 mv "$OUT/schema_gen.c.tmp" "$OUT/schema_gen.c"
+# The dashboard's page, compiled into the server (sync-server/web/embed.sh).
+sh sync-server/web/embed.sh $(ls sync-server/web/*.html sync-server/web/*.css \
+    sync-server/web/*.js sync-server/web/*.svg sync-server/web/*.png 2>/dev/null | sort) \
+    > "$OUT/web_gen.c.tmp"
+mv "$OUT/web_gen.c.tmp" "$OUT/web_gen.c"
 
 FLAGS="-g -O1 -fno-sanitize-recover=undefined -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fno-omit-frame-pointer"
 INC="-Iclient-sdk/include -Iclient-sdk/src -Isync-server -Itests/fuzz"
-SRC="client-sdk/src/*.c $OUT/schema_gen.c $(ls sync-server/*.c | grep -v main.c | tr "\n" " ") tests/fuzz/fuzz_common.c"
-LIBS="-lsqlite3 -lsodium -lcjson -lcivetweb -lz -lpthread -lm"
+SRC="client-sdk/src/*.c $OUT/schema_gen.c $OUT/web_gen.c $(ls sync-server/*.c | grep -v main.c | tr "\n" " ") tests/fuzz/fuzz_common.c"
+LIBS="-lsqlite3 -lsodium -lcjson -lcivetweb -lqrencode -lz -lpthread -lm"
 
 targets=${1:-"fuzz_changeset fuzz_envelope fuzz_push fuzz_json gen_corpus"}
 for t in $targets; do

@@ -54,6 +54,8 @@ async function open(page, hash, testid) {
 async function shot(page, name, opts) {
   const file = path.join(SHOTS, name + '.png');
   await page.mouse.move(0, 0);
+  /* a full-page shot of a scrolled page draws the sticky header mid-page */
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot(Object.assign({ path: file, fullPage: true }, opts || {}));
   result.screenshots.push(file);
 }

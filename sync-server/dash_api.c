@@ -320,29 +320,58 @@ static int answer(struct view *v, const char *view, cJSON *j, const char *const 
 
 /* Runs sql (params: ?1 township filter, ?2..?n the strings in args) and
  * adds its rows under key. */
-static int add_rows(struct view *v, cJSON *j, const char *key, const char *sql,
-                    const char *const *args)
+/* sql with ?1 bound to the township filter and ?2..?n to the strings in
+ * args (NULL-terminated, may be NULL).  NULL if it does not compile. */
+static sqlite3_stmt *view_stmt(struct view *v, const char *sql, const char *const *args)
 {
     sqlite3_stmt *st = store_stmt(v->srv, sql);
     if (st == NULL)
-        return -1;
+        return NULL;
     bind_twp(st, 1, v);
     for (int i = 0; args && args[i]; i++)
         bind_txt(st, i + 2, args[i]);
-    return rows_into(st, cJSON_AddArrayToObject(j, key));
+    return st;
+}
+
+/* The rows of sql under key (an array), or its first row (an object). */
+static int add_rows(struct view *v, cJSON *j, const char *key, const char *sql,
+                    const char *const *args)
+{
+    sqlite3_stmt *st = view_stmt(v, sql, args);
+    return st ? rows_into(st, cJSON_AddArrayToObject(j, key)) : -1;
 }
 
 static int add_row(struct view *v, cJSON *j, const char *key, const char *sql,
                    const char *const *args)
 {
-    sqlite3_stmt *st = store_stmt(v->srv, sql);
-    if (st == NULL)
-        return -1;
-    bind_twp(st, 1, v);
-    for (int i = 0; args && args[i]; i++)
-        bind_txt(st, i + 2, args[i]);
-    return row_into(st, cJSON_AddObjectToObject(j, key));
+    sqlite3_stmt *st = view_stmt(v, sql, args);
+    return st ? row_into(st, cJSON_AddObjectToObject(j, key)) : -1;
 }
+
+static int64_t count_sql(struct view *v, const char *sql, const char *const *args)
+{
+    sqlite3_stmt *st = view_stmt(v, sql, args);
+    return st ? one_int(st) : -1;
+}
+
+/* Conditions two views share (the list and the overview's count).
+ * Duplicate meal claims with ?2 <= service_date < ?3, of conflicts c: */
+#define DUPLICATE_CLAIMS \
+    " c.kind = 'duplicate_claim' AND c.tbl = 'meal_logs'" \
+    " AND (?1 IS NULL OR c.township_id = ?1)" \
+    " AND json_extract(c.loser, '$.service_date') >= ?2" \
+    " AND json_extract(c.loser, '$.service_date') < ?3"
+/* A retrofit case c waiting in one step: since its last dated step, the
+ * days to ?2 (today); overdue when over ?3. */
+#define CASE_SINCE   "coalesce(c.assessed_date, c.applied_date)"
+#define CASE_WAITING "CAST(julianday(?2) - julianday(" CASE_SINCE ") AS INTEGER)"
+#define CASE_OVERDUE \
+    " c.deleted = 0 AND c.status IN ('applied', 'assessed', 'works')" \
+    " AND (?1 IS NULL OR c.township_id = ?1) AND " CASE_WAITING " > CAST(?3 AS INTEGER)"
+/* The campaign a page shows when none is asked for. */
+#define LATEST_CAMPAIGN \
+    "SELECT id, name, start_date, end_date, must_visit FROM campaigns WHERE deleted = 0" \
+    " ORDER BY start_date DESC LIMIT 1"
 
 /* ---- meals --------------------------------------------------------------- */
 
@@ -403,10 +432,7 @@ static cJSON *view_meals(struct view *v)
         " json_extract(c.loser, '$.meal_period') AS period, c.status AS status"
         " FROM conflicts c LEFT JOIN dining_halls h"
         "  ON lower(hex(h.id)) = json_extract(c.loser, '$.hall_id.hex')"
-        " WHERE c.kind = 'duplicate_claim' AND c.tbl = 'meal_logs'"
-        " AND (?1 IS NULL OR c.township_id = ?1)"
-        " AND json_extract(c.loser, '$.service_date') >= ?2"
-        " AND json_extract(c.loser, '$.service_date') < ?3 ORDER BY c.id", range);
+        " WHERE" DUPLICATE_CLAIMS " ORDER BY c.id", range);
     if (bad) {
         cJSON_Delete(j);
         return NULL;
@@ -449,14 +475,10 @@ static cJSON *view_retrofits(struct view *v)
         " WHERE t.deleted = 0 AND (?1 IS NULL OR t.id = ?1)"
         " GROUP BY t.id ORDER BY t.name", args);
     bad |= add_rows(v, j, "overdue",
-        "SELECT * FROM (SELECT lower(hex(c.id)) AS case_id, t.name AS township,"
-        " c.status AS status, coalesce(c.assessed_date, c.applied_date) AS since,"
-        " CAST(julianday(?2) - julianday(coalesce(c.assessed_date, c.applied_date))"
-        "  AS INTEGER) AS days"
+        "SELECT lower(hex(c.id)) AS case_id, t.name AS township, c.status AS status,"
+        " " CASE_SINCE " AS since, " CASE_WAITING " AS days"
         " FROM retrofit_cases c JOIN townships t ON t.id = c.township_id"
-        " WHERE c.deleted = 0 AND c.status IN ('applied', 'assessed', 'works')"
-        " AND (?1 IS NULL OR c.township_id = ?1))"
-        " WHERE days > CAST(?3 AS INTEGER) ORDER BY days DESC", over);
+        " WHERE" CASE_OVERDUE " ORDER BY days DESC", over);
     bad |= add_row(v, j, "costs",
         "SELECT coalesce(sum(estimated_cost_fen), 0) AS estimated_fen,"
         " coalesce(sum(approved_amount_fen), 0) AS approved_fen,"
@@ -520,8 +542,7 @@ static int pick_campaign(struct view *v, cJSON *j, uint8_t id[16], char *must, s
                           NULL), -1;
     sqlite3_stmt *st = store_stmt(v->srv, asked > 0
         ? "SELECT id, name, start_date, end_date, must_visit FROM campaigns WHERE id = ?1"
-        : "SELECT id, name, start_date, end_date, must_visit FROM campaigns WHERE deleted = 0"
-          " ORDER BY start_date DESC LIMIT 1");
+        : LATEST_CAMPAIGN);
     if (st == NULL)
         return http_error(v->conn, 500, "internal", "cannot read campaigns", NULL), -1;
     if (asked > 0)
@@ -694,17 +715,6 @@ static const char *const FIGURES[] = {
     "retrofits_accepted", NULL
 };
 
-static int64_t count_sql(struct view *v, const char *sql, const char *const *args)
-{
-    sqlite3_stmt *st = store_stmt(v->srv, sql);
-    if (st == NULL)
-        return -1;
-    bind_twp(st, 1, v);
-    for (int i = 0; args && args[i]; i++)
-        bind_txt(st, i + 2, args[i]);
-    return one_int(st);
-}
-
 static cJSON *view_overview(struct view *v)
 {
     char mlabel[8], plabel[8];
@@ -734,20 +744,15 @@ static cJSON *view_overview(struct view *v)
     int64_t n[5];
     n[0] = count_sql(v, "SELECT count(*) FROM conflicts WHERE status = 'open'"
                         " AND (?1 IS NULL OR township_id = ?1)", NULL);
-    n[1] = count_sql(v, "SELECT count(*) FROM retrofit_cases WHERE deleted = 0"
-                        " AND status IN ('applied', 'assessed', 'works')"
-                        " AND (?1 IS NULL OR township_id = ?1)"
-                        " AND julianday(?2) - julianday(coalesce(assessed_date, applied_date))"
-                        "  > CAST(?3 AS INTEGER)", over);
+    n[1] = count_sql(v, "SELECT count(*) FROM retrofit_cases c WHERE" CASE_OVERDUE, over);
     n[2] = -1;
     uint8_t camp[16];
     char must[256] = "";
     cJSON *tmp = cJSON_CreateObject();
-    sqlite3_stmt *st = store_stmt(v->srv, "SELECT id, must_visit FROM campaigns WHERE deleted = 0"
-                                          " ORDER BY start_date DESC LIMIT 1");
+    sqlite3_stmt *st = store_stmt(v->srv, LATEST_CAMPAIGN);
     if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 16) {
         memcpy(camp, sqlite3_column_blob(st, 0), 16);
-        snprintf(must, sizeof must, "%s", sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "");
+        snprintf(must, sizeof must, "%s", sqlite3_column_text(st, 4) ? (const char *)sqlite3_column_text(st, 4) : "");
         sqlite3_reset(st);
         if (coverage(v, tmp, camp, must, 0) == 0) {
             const cJSON *c = cJSON_GetObjectItemCaseSensitive(tmp, "coverage");
@@ -762,10 +767,7 @@ static cJSON *view_overview(struct view *v)
     n[3] = count_sql(v, "SELECT count(*) FROM devices WHERE status = 'active'"
                         " AND coalesce(last_sync, enrolled_at) < CAST(?2 AS INTEGER)"
                         " AND (?1 IS NULL OR township_id = ?1)", st_args);
-    n[4] = count_sql(v, "SELECT count(*) FROM conflicts WHERE kind = 'duplicate_claim'"
-                        " AND (?1 IS NULL OR township_id = ?1)"
-                        " AND json_extract(loser, '$.service_date') >= ?2"
-                        " AND json_extract(loser, '$.service_date') < ?3", range);
+    n[4] = count_sql(v, "SELECT count(*) FROM conflicts c WHERE" DUPLICATE_CLAIMS, range);
     static const char *const kinds[] = { "open_conflicts", "overdue_retrofits",
                                          "unvisited_must_visit", "stale_devices",
                                          "duplicate_claims" };

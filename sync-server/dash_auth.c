@@ -292,6 +292,14 @@ static void client_key(struct mg_connection *conn, char *out, size_t n)
     snprintf(out, n, "%s", mg_get_request_info(conn)->remote_addr);
 }
 
+static int refuse_login(struct mg_connection *conn, const char *whose, double retry)
+{
+    char extra[48], detail[96];
+    snprintf(extra, sizeof extra, "Retry-After: %ld\r\n", (long)retry + 1);
+    snprintf(detail, sizeof detail, "too many login attempts %s; wait and try again", whose);
+    return http_error(conn, 429, "rate_limited", detail, extra);
+}
+
 static int login(struct dash *d, struct mg_connection *conn)
 {
     struct server *srv = d->srv;
@@ -299,12 +307,8 @@ static int login(struct dash *d, struct mg_connection *conn)
     char ip[64], actor[80];
     double retry = 0;
     client_key(conn, ip, sizeof ip);
-    if (!ratelimit_take(&d->by_ip, ip, strlen(ip), &retry)) {
-        char extra[48];
-        snprintf(extra, sizeof extra, "Retry-After: %ld\r\n", (long)retry + 1);
-        return http_error(conn, 429, "rate_limited", "too many login attempts from this "
-                          "address; wait and try again", extra);
-    }
+    if (!ratelimit_take(&d->by_ip, ip, strlen(ip), &retry))
+        return refuse_login(conn, "from this address", retry);
     uint8_t *body = http_body(conn, LOGIN_BODY_MAX, &len);
     if (body == NULL)
         return 400;
@@ -324,10 +328,7 @@ static int login(struct dash *d, struct mg_connection *conn)
     if (!ratelimit_take(&d->by_name, name, strlen(name), &retry)) {
         sodium_memzero(pw, strlen(pw));
         cJSON_Delete(req);
-        char extra[48];
-        snprintf(extra, sizeof extra, "Retry-After: %ld\r\n", (long)retry + 1);
-        return http_error(conn, 429, "rate_limited", "too many login attempts for this "
-                          "account; wait and try again", extra);
+        return refuse_login(conn, "for this account", retry);
     }
     struct dash_user u;
     char hash[crypto_pwhash_STRBYTES] = "";

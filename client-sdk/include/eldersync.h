@@ -134,6 +134,20 @@ int  sync_run(struct sync_client *c, struct sync_stats *stats);
 int  sync_push(struct sync_client *c, struct sync_stats *stats);
 int  sync_pull(struct sync_client *c, struct sync_stats *stats);
 
+/*
+ * sync_client_set_keepalive - keep the HTTP connection open between syncs.
+ *
+ * The requests of one sync_run / sync_push / sync_pull always share one
+ * connection (a stale one is retried once on a fresh connection, which is
+ * safe: pushes are idempotent by batch_seq, pulls only read).  By default
+ * (idle_ms 0) it is closed when the call returns, because the server gives
+ * every open connection one of its worker threads, idle or not.  idle_ms >
+ * 0 keeps it for the next call while it has been idle less than idle_ms;
+ * keep that below the server's header_timeout_ms (default 5000), e.g.
+ * 2000.  Worth it only for a tablet that syncs again within seconds.
+ */
+void sync_client_set_keepalive(struct sync_client *c, int idle_ms);
+
 struct sync_status_info {
     int     enrolled;
     int     revoked;         /* the county revoked it; its keys are destroyed */

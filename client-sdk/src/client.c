@@ -287,6 +287,7 @@ int sync_client_open(struct sync_client **out, const char *db_path,
     if (c == NULL)
         return SYNC_ENOMEM;
     c->timeout_ms = 30000;
+    http_conn_init(&c->conn, HTTP_IDLE_MAX_MS);
     int rc = SYNC_EIO;
     if (sqlite3_open_v2(db_path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                         NULL) != SQLITE_OK) {
@@ -333,6 +334,7 @@ void sync_client_close(struct sync_client *c)
     for (int i = 0; i < 32; i++)
         for (int k = 0; k < 2; k++)
             sqlite3_finalize(c->vstmt[i][k]);
+    http_conn_reset(&c->conn);
     sqlite3_close_v2(c->db);
     policy_free(c->pol);
     sodium_memzero(c->keycache, sizeof c->keycache);
@@ -341,6 +343,14 @@ void sync_client_close(struct sync_client *c)
     sodium_memzero(c->kx_sk, sizeof c->kx_sk);
     sodium_memzero(c->sign_sk, sizeof c->sign_sk);
     es_free(c);
+}
+
+void sync_client_set_keepalive(struct sync_client *c, int idle_ms)
+{
+    c->keepalive_ms = idle_ms > 0 ? idle_ms : 0;
+    c->conn.idle_max_ms = idle_ms > 0 ? idle_ms : HTTP_IDLE_MAX_MS;
+    if (idle_ms <= 0)
+        http_conn_reset(&c->conn);
 }
 
 void sync_client_set_test_hooks(struct sync_client *c, const struct sync_test_hooks *h)

@@ -10,6 +10,7 @@
 #include "policy.h"
 #include "hlc.h"
 #include "pvsql.h"
+#include "transport.h"
 
 struct sync_client {
     sqlite3          *db;
@@ -29,6 +30,8 @@ struct sync_client {
     char              server_url[256];
     uint8_t           rx[32], tx[32];   /* envelope session keys */
     int               timeout_ms;
+    struct http_conn  conn;             /* kept across the requests of a sync */
+    int               keepalive_ms;     /* > 0: and between syncs, idle < this */
     int               utc_offset_min;   /* the county's calendar */
     int64_t           bytes_up, bytes_down;  /* totals since open */
     struct sync_test_hooks hooks;

@@ -69,7 +69,11 @@ int client_http_error(struct sync_client *c, int http, const uint8_t *body, size
     return status;
 }
 
-/* One enveloped request.  On HTTP 200 *pt holds the opened reply (es_free()).
+/* One enveloped request, on the client's kept connection (c->conn): the
+ * transport may send it twice if that connection turned out closed before
+ * any byte of the reply (transport.h), which is safe for both kinds: a
+ * push is idempotent by batch_seq (the server answers a replayed batch
+ * with the ack it stored), a pull only reads.  On HTTP 200 *pt holds the opened reply (es_free()).
  * Otherwise *http and *err_body (es_free()) describe the refusal. */
 static int request(struct sync_client *c, const char *path, int kind, uint64_t seq,
                    const uint8_t *body, size_t len, uint8_t **pt, size_t *ptlen,
@@ -93,8 +97,8 @@ static int request(struct sync_client *c, const char *path, int kind, uint64_t s
         return client_fail(c, SYNC_ENET, "network down (simulated)");
     }
     struct http_response r;
-    rc = http_post(c->server_url, path, NULL, env, envlen, c->timeout_ms,
-                   REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
+    rc = http_post_on(&c->conn, c->server_url, path, NULL, env, envlen, c->timeout_ms,
+                      REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
     if (rc == SYNC_OK) {
         c->bytes_up += (int64_t)r.sent;
         c->bytes_down += (int64_t)r.len;
@@ -102,8 +106,8 @@ static int request(struct sync_client *c, const char *path, int kind, uint64_t s
     int fault = rc == SYNC_OK && c->hooks.after_reply ? c->hooks.after_reply(c->hooks.ctx, path) : 0;
     if (fault == 2) {                         /* duplicate the request */
         http_response_free(&r);
-        rc = http_post(c->server_url, path, NULL, env, envlen, c->timeout_ms,
-                       REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
+        rc = http_post_on(&c->conn, c->server_url, path, NULL, env, envlen, c->timeout_ms,
+                          REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
     }
     es_free(env);
     if (rc != SYNC_OK)
@@ -359,7 +363,16 @@ static void count_bytes(struct sync_client *c, struct sync_stats *stats, int64_t
     }
 }
 
-int sync_push(struct sync_client *c, struct sync_stats *stats)
+/* The end of a public sync call: the connection stays open for the next
+ * call only if the app asked for that (sync_client_set_keepalive). */
+static int end_call(struct sync_client *c, int rc)
+{
+    if (c->keepalive_ms <= 0)
+        http_conn_reset(&c->conn);
+    return rc;
+}
+
+static int push_all(struct sync_client *c, struct sync_stats *stats)
 {
     int rc;
     int64_t up = c->bytes_up, down = c->bytes_down;
@@ -739,7 +752,12 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
     return rc;
 }
 
-int sync_pull(struct sync_client *c, struct sync_stats *stats)
+int sync_push(struct sync_client *c, struct sync_stats *stats)
+{
+    return end_call(c, push_all(c, stats));
+}
+
+static int pull_all(struct sync_client *c, struct sync_stats *stats)
 {
     int more = 1, rc;
     int64_t up = c->bytes_up, down = c->bytes_down;
@@ -751,12 +769,18 @@ int sync_pull(struct sync_client *c, struct sync_stats *stats)
     return rc;
 }
 
+int sync_pull(struct sync_client *c, struct sync_stats *stats)
+{
+    return end_call(c, pull_all(c, stats));
+}
+
+/* Push, then pull: on one connection. */
 int sync_run(struct sync_client *c, struct sync_stats *stats)
 {
     if (stats)
         memset(stats, 0, sizeof *stats);
-    int rc = sync_push(c, stats);
+    int rc = push_all(c, stats);
     if (rc == SYNC_OK)
-        rc = sync_pull(c, stats);
-    return rc;
+        rc = pull_all(c, stats);
+    return end_call(c, rc);
 }

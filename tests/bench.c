@@ -351,17 +351,25 @@ struct pusher {
     int         n, failed;
 };
 
+/* Each device pushes its batches back to back on one kept-alive
+ * connection, as a tablet's sync does (BENCH_ONESHOT=1: a connection per
+ * push, as before keep-alive). */
 static void *pusher_main(void *arg)
 {
     struct pusher *p = arg;
+    struct http_conn conn;
+    const char *oneshot = getenv("BENCH_ONESHOT");
+    int keep = oneshot == NULL || strcmp(oneshot, "1") != 0;
+    http_conn_init(&conn, HTTP_IDLE_MAX_MS);
     for (int i = 0; i < p->n; i++) {
         struct http_response r;
         char err[256];
-        if (http_post(p->url, "/v1/push", NULL, p->env[i], p->len[i], 30000, 1 << 20, &r, err,
-                      sizeof err) != SYNC_OK || r.status != 200)
+        if (http_post_on(keep ? &conn : NULL, p->url, "/v1/push", NULL, p->env[i], p->len[i],
+                         30000, 1 << 20, &r, err, sizeof err) != SYNC_OK || r.status != 200)
             p->failed++;
         http_response_free(&r);
     }
+    http_conn_reset(&conn);
     return NULL;
 }
 
@@ -577,6 +585,10 @@ static void bench_fleet(const struct srv_proc *srv)
         snprintf(name, sizeof name, "tab%d", i);
         fleet[i].hall = NHALL + i % (nhalls - NHALL);
         fleet[i].c = tablet_new(srv, name, "hall", halls[fleet[i].hall]);
+        /* BENCH_KEEPALIVE=ms: keep each tablet's connection between syncs
+         * (default: one connection per sync_run, closed at its end). */
+        if (getenv("BENCH_KEEPALIVE"))
+            sync_client_set_keepalive(fleet[i].c, atoi(getenv("BENCH_KEEPALIVE")));
         pthread_mutex_init(&fleet[i].mu, NULL);
         ASSERT_EQ(sync_run(fleet[i].c, NULL), SYNC_OK);       /* keys, first page */
         ASSERT_EQ(tab_write(&fleet[i]), SYNC_OK);

@@ -73,8 +73,9 @@ int client_http_error(struct sync_client *c, int http, const uint8_t *body, size
  * transport may send it twice if that connection turned out closed before
  * any byte of the reply (transport.h), which is safe for both kinds: a
  * push is idempotent by batch_seq (the server answers a replayed batch
- * with the ack it stored), a pull only reads.  On HTTP 200 *pt holds the opened reply (es_free()).
- * Otherwise *http and *err_body (es_free()) describe the refusal. */
+ * with the ack it stored), a pull only reads.
+ * On HTTP 200 *pt holds the opened reply (es_free()).  Otherwise *http and
+ * *err_body (es_free()) describe the refusal. */
 static int request(struct sync_client *c, const char *path, int kind, uint64_t seq,
                    const uint8_t *body, size_t len, uint8_t **pt, size_t *ptlen,
                    int *http, uint8_t **err_body, size_t *err_len)

@@ -614,6 +614,8 @@ static int read_response(struct rd *r, const struct target *t, size_t max_body,
         return SYNC_ETOOBIG;
     }
     rc = read_sized(r, t, (size_t)h.clen, resp, errbuf, errlen);
+    if (rc == SYNC_ENOMEM)
+        errf(errbuf, errlen, "out of memory");
     *reusable = rc == SYNC_OK && h.http11 && !h.close && r->pos == r->end;
     return rc;
 }
@@ -679,6 +681,7 @@ static int exchange(int fd, const struct target *t, const char *head, size_t hle
     resp->sent = hlen + len;
     struct rd *r = es_malloc(sizeof *r);
     if (r == NULL) {
+        errf(errbuf, errlen, "out of memory");
         *rc = SYNC_ENOMEM;
         return X_DONE;
     }

@@ -2,13 +2,15 @@
  * the same figures as one JSON line (docs/PERFORMANCE.md explains each).
  * Ratios are measured side by side in one run; nothing here is a pass/fail
  * test.  BENCH=part,part runs only some parts (seal, merge, initial, wire,
- * pushes, fleet).
+ * pushes, conn, fleet).
  *
  *   merge rate       the full push path for one 100,000-row meal changeset
  *                    against plain prepared INSERTs of the same rows (best
  *                    of 3 alternating rounds each)
  *   small pushes     sealed 50-row batches over HTTP: 8 devices at once, one
  *                    device back to back, one tablet through the SDK
+ *   connection cost  server CPU per health check on a new connection each
+ *                    against one kept connection
  *   sync latency     200 tablets, each sync a push of 20 rows then a pull,
  *                    offered at 500 syncs/s (open loop): p50, p99
  *   sync throughput  the same tablets in a closed loop
@@ -449,6 +451,41 @@ static void bench_pushes(const struct srv_proc *srv)
     for (int d = 0; d < PUSH_DEVS; d++)
         for (int i = 0; i < PUSH_EACH; i++)
             free(ps[d].env[i]);
+}
+
+/* ---- what a connection costs the server ------------------------------------ */
+
+#define CONN_REQS   2000
+#define CONN_ROUNDS 3
+
+static double conn_new_us = NAN, conn_kept_us = NAN;
+
+/* Server CPU per GET /v1/health (the cheapest request: the connection is
+ * most of it), a new connection each against one kept connection;
+ * alternating rounds, the lowest of each (least disturbed by the machine's
+ * other work).  A sync_run saves one connection since keep-alive. */
+static void bench_conn(const struct srv_proc *srv)
+{
+    for (int round = 0; round < CONN_ROUNDS; round++) {
+        for (int keep = 0; keep < 2; keep++) {
+            struct http_conn hc;
+            http_conn_init(&hc, HTTP_IDLE_MAX_MS);
+            double cpu0 = proc_cpu_s(srv->pid);
+            for (int i = 0; i < CONN_REQS; i++) {
+                struct http_response r;
+                char err[256];
+                ASSERT_EQ(http_get_on(keep ? &hc : NULL, srv->url, "/v1/health", 30000, 4096,
+                                      &r, err, sizeof err), SYNC_OK);
+                ASSERT_EQ(r.status, 200);
+                http_response_free(&r);
+            }
+            double us = (proc_cpu_s(srv->pid) - cpu0) * 1e6 / CONN_REQS;
+            http_conn_reset(&hc);
+            double *best = keep ? &conn_kept_us : &conn_new_us;
+            if (isnan(*best) || us < *best)
+                *best = us;
+        }
+    }
 }
 
 /* ---- many tablets: latency (open loop), throughput (closed loop), RSS ----- */
@@ -894,7 +931,7 @@ static double load_avg(void)
     return l;
 }
 
-/* BENCH=merge,initial,wire,pushes,fleet,seal runs only those parts (the
+/* BENCH=merge,initial,wire,pushes,conn,fleet,seal runs only those parts (the
  * others print nan); unset: everything. */
 static int want(const char *part)
 {
@@ -919,7 +956,7 @@ static void bench_all(void)
         bench_merge();
     if (want("initial"))
         bench_initial();
-    if (want("wire") || want("pushes") || want("fleet")) {
+    if (want("wire") || want("pushes") || want("fleet") || want("conn")) {
         test_dir(dir, sizeof dir, "benchhttp");
         snprintf(db, sizeof db, "%s/county.db", dir);
         county_seed(db, &cty);
@@ -935,6 +972,8 @@ static void bench_all(void)
         srv_start_config(&srv, dir, db, cfg);
         if (want("wire"))
             bench_wire(&srv);
+        if (want("conn"))
+            bench_conn(&srv);
         if (want("pushes"))
             bench_pushes(&srv);
         if (want("fleet"))
@@ -974,6 +1013,8 @@ static void bench_all(void)
     printf("%-40s %13.1f MB %12s\n", "server peak RSS, 500 tablets syncing",
            (double)rss_peak_kb / 1024, "<= 100 MB");
     printf("%-40s %16ld\n", "  failed syncs (all phases)", sync_fail);
+    printf("%-40s %13.0f us\n", "server CPU per request, new connection", conn_new_us);
+    printf("%-40s %13.0f us\n", "  same, on one kept connection", conn_kept_us);
     printf("%-40s %13.2f us\n", "seal one personal value", seal_us);
     printf("%-40s %13.2f us\n", "open one personal value", open_us);
     printf("%-40s %14d B\n", "  bytes added per sealed value", PV_OVERHEAD);
@@ -985,12 +1026,14 @@ static void bench_all(void)
            "\"initial_bytes_per_row\":%.1f,\"bytes_per_meal\":%.1f,\"json_bytes_per_meal\":%.1f,"
            "\"write_sdk_us\":%.0f,\"write_plain_us\":%.0f,\"write_ratio\":%.2f,"
            "\"server_peak_rss_mb\":%.1f,\"failed_syncs\":%ld,\"seal_us\":%.2f,\"open_us\":%.2f,"
-           "\"server_cpu_ms_per_push\":%.3f,\"server_cpu_ms_per_sync\":%.3f,\"load_avg\":%.2f}\n",
+           "\"server_cpu_ms_per_push\":%.3f,\"server_cpu_ms_per_sync\":%.3f,\"load_avg\":%.2f,"
+           "\"server_cpu_us_per_request_new_conn\":%.1f,"
+           "\"server_cpu_us_per_request_kept_conn\":%.1f}\n",
            push_rate, plain_rate, push_rate / plain_rate, pushn_per_s, push1_per_s, small_per_s,
            COMMIT_MODE, lat_p50_ms, lat_p99_ms, lat_max_ms, open_achieved, closed_per_s, init_s,
            init_bytes, init_rows, init_bytes_row, bytes_meal, json_meal, write_sdk_us,
            write_plain_us, write_sdk_us / write_plain_us, (double)rss_peak_kb / 1024, sync_fail,
-           seal_us, open_us, push_cpu_ms, sync_cpu_ms, load_avg());
+           seal_us, open_us, push_cpu_ms, sync_cpu_ms, load_avg(), conn_new_us, conn_kept_us);
 }
 
 int main(void)

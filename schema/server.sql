@@ -53,7 +53,7 @@ CREATE TABLE batches (
 CREATE INDEX batches_vseq ON batches (device_id, vseq);
 
 -- The version of every synced row in every scope it has been in.  A pull
--- is one range scan of this table.  A row that leaves a scope keeps its old
+-- is a range scan of this table (sync-server/pull.c, scan()).  A row that leaves a scope keeps its old
 -- entry with deleted = 1, so tablets of that scope receive a tombstone.
 CREATE TABLE row_versions (
     tbl          TEXT NOT NULL,
@@ -65,6 +65,9 @@ CREATE TABLE row_versions (
     PRIMARY KEY (tbl, pk, township_id, hall_id)
 ) WITHOUT ROWID;
 CREATE INDEX row_versions_pull ON row_versions (township_id, vseq);
+-- A hall's tablet: its own hall's rows without walking the other halls'.
+-- Server-only, so store.c also adds it to databases made before it.
+CREATE INDEX row_versions_hall ON row_versions (township_id, hall_id, vseq);
 
 CREATE TABLE sync_counter (
     id  INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),

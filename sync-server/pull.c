@@ -2,8 +2,8 @@
  *
  * A pull is the current state of rows, not a replay of other devices'
  * changesets: a row edited a hundred times ships once, and rows that moved
- * in or out of the scope arrive whole or as tombstones.  One range scan of
- * row_versions (index township_id, vseq) finds them.  Nothing here knows
+ * in or out of the scope arrive whole or as tombstones.  Range scans of
+ * row_versions find them (see scan()).  Nothing here knows
  * about HTTP or encryption.
  */
 #include "pull.h"
@@ -163,25 +163,37 @@ static void note_sync(struct server *srv, const struct device *dev)
     store_group_detached(srv, &n->job);
 }
 
+/* The versions a device may receive after a cursor, in vseq order.  A
+ * hall's tablet reads three partitions of the index (township_id, hall_id,
+ * vseq) - its township's own rows, its hall's rows and the county's - which
+ * SQLite merges in order without a sort, so it never walks the other halls'
+ * meals.  A device without a hall reads its township whole (index
+ * township_id, vseq). */
+#define VERSIONS "SELECT tbl, pk, vseq, deleted FROM row_versions WHERE "
+#define AFTER    " AND vseq > ?2 AND vseq <= ?3"
+static const char scan_hall_sql[] =
+    VERSIONS "township_id = ?1 AND hall_id = x''" AFTER
+    " UNION ALL " VERSIONS "township_id = ?1 AND hall_id = ?4" AFTER
+    " UNION ALL " VERSIONS "township_id = x'' AND hall_id = x''" AFTER " ORDER BY vseq";
+static const char scan_township_sql[] =
+    VERSIONS "township_id IN (?1, x'')" AFTER " ORDER BY vseq";
+
 /* Scans row_versions after cursor; sets *next and *more. */
 static int scan(struct server *srv, struct store_reader *r, const struct device *dev,
                 int64_t cursor, size_t max_bytes, struct page *pg, int64_t *next, int *more)
 {
-    sqlite3_stmt *st = NULL;
     int64_t head = store_counter(r->db), last = cursor;
     *more = 0;
     if (head < 0)
         return SYNC_EIO;
-    if (sqlite3_prepare_v2(r->db,
-            "SELECT tbl, pk, vseq, deleted FROM row_versions"
-            " WHERE township_id IN (?1, x'') AND vseq > ?2 AND vseq <= ?3"
-            " AND (?4 = x'' OR hall_id = x'' OR hall_id = ?4) ORDER BY vseq", -1, &st,
-            NULL) != SQLITE_OK)
+    sqlite3_stmt *st = store_reader_stmt(r, dev->has_hall ? scan_hall_sql : scan_township_sql);
+    if (st == NULL)
         return SYNC_EIO;
     sqlite3_bind_blob(st, 1, dev->township, 16, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, cursor);
     sqlite3_bind_int64(st, 3, head);
-    sqlite3_bind_blob(st, 4, dev->hall, dev->has_hall ? 16 : 0, SQLITE_STATIC);
+    if (dev->has_hall)
+        sqlite3_bind_blob(st, 4, dev->hall, 16, SQLITE_STATIC);
     int rc = SYNC_OK, step;
     while (rc == SYNC_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t vseq = sqlite3_column_int64(st, 2);
@@ -198,7 +210,7 @@ static int scan(struct server *srv, struct store_reader *r, const struct device 
     }
     if (rc == SYNC_OK && !*more && step != SQLITE_DONE)
         rc = SYNC_EIO;
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     *next = *more ? last : head;
     return rc;
 }

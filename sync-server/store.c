@@ -291,6 +291,13 @@ int store_open(struct server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(srv->db));
     if (rc == SYNC_OK)
         rc = schema_apply(srv->db, SCHEMA_SERVER, err, errlen);
+    /* Server-only indexes added after the first release (not part of the
+     * schema version tablets and server share). */
+    if (rc == SYNC_OK && store_exec(srv->db, "CREATE INDEX IF NOT EXISTS row_versions_hall ON "
+                                    "row_versions (township_id, hall_id, vseq)") != SYNC_OK) {
+        snprintf(err, errlen, "cannot index row versions: %s", sqlite3_errmsg(srv->db));
+        rc = SYNC_EIO;
+    }
     if (rc == SYNC_OK)
         rc = policy_load(srv->db, &srv->pol, err, errlen);
     for (int i = 0; rc == SYNC_OK && i < srv->pol->ntables; i++)

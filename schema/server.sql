@@ -64,10 +64,13 @@ CREATE TABLE row_versions (
     deleted      INTEGER NOT NULL,
     PRIMARY KEY (tbl, pk, township_id, hall_id)
 ) WITHOUT ROWID;
-CREATE INDEX row_versions_pull ON row_versions (township_id, vseq);
--- A hall's tablet: its own hall's rows without walking the other halls'.
--- Server-only, so store.c also adds it to databases made before it.
-CREATE INDEX row_versions_hall ON row_versions (township_id, hall_id, vseq);
+-- The pull's indexes cover the scan (an entry of a WITHOUT ROWID table's
+-- index holds the primary key too, and deleted is here), so a pull never
+-- looks a version up in the table itself.  A hall's tablet reads its own
+-- hall's partition without walking the other halls'.  Server-only: store.c
+-- brings databases made before these indexes up to date.
+CREATE INDEX row_versions_township ON row_versions (township_id, vseq, deleted);
+CREATE INDEX row_versions_hall ON row_versions (township_id, hall_id, vseq, deleted);
 
 CREATE TABLE sync_counter (
     id  INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),

@@ -163,12 +163,14 @@ static void note_sync(struct server *srv, const struct device *dev)
     store_group_detached(srv, &n->job);
 }
 
-/* The versions a device may receive after a cursor, in vseq order.  A
- * hall's tablet reads three partitions of the index (township_id, hall_id,
- * vseq) - its township's own rows, its hall's rows and the county's - which
- * SQLite merges in order without a sort, so it never walks the other halls'
- * meals.  A device without a hall reads its township whole (index
- * township_id, vseq). */
+/* The versions a device may receive after a cursor, in vseq order.  Each
+ * query is a UNION ALL of index ranges that are each in vseq order, which
+ * SQLite merges without sorting, so a page stops early (an IN list instead
+ * would sort every remaining version on every page).  A hall's tablet reads
+ * three partitions of (township_id, hall_id, vseq) - its township's own
+ * rows, its hall's and the county's - and never walks the other halls'
+ * meals; a device without a hall reads its township whole and the county's
+ * rows (township_id, vseq). */
 #define VERSIONS "SELECT tbl, pk, vseq, deleted FROM row_versions WHERE "
 #define AFTER    " AND vseq > ?2 AND vseq <= ?3"
 static const char scan_hall_sql[] =
@@ -176,7 +178,8 @@ static const char scan_hall_sql[] =
     " UNION ALL " VERSIONS "township_id = ?1 AND hall_id = ?4" AFTER
     " UNION ALL " VERSIONS "township_id = x'' AND hall_id = x''" AFTER " ORDER BY vseq";
 static const char scan_township_sql[] =
-    VERSIONS "township_id IN (?1, x'')" AFTER " ORDER BY vseq";
+    VERSIONS "township_id = ?1" AFTER
+    " UNION ALL " VERSIONS "township_id = x''" AFTER " ORDER BY vseq";
 
 /* Scans row_versions after cursor; sets *next and *more. */
 static int scan(struct server *srv, struct store_reader *r, const struct device *dev,

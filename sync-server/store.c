@@ -291,10 +291,14 @@ int store_open(struct server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(srv->db));
     if (rc == SYNC_OK)
         rc = schema_apply(srv->db, SCHEMA_SERVER, err, errlen);
-    /* Server-only indexes added after the first release (not part of the
-     * schema version tablets and server share). */
-    if (rc == SYNC_OK && store_exec(srv->db, "CREATE INDEX IF NOT EXISTS row_versions_hall ON "
-                                    "row_versions (township_id, hall_id, vseq)") != SYNC_OK) {
+    /* The pull's indexes changed after the first release (server.sql); they
+     * are the server's own, not part of the schema version tablets share. */
+    if (rc == SYNC_OK && store_exec(srv->db,
+            "DROP INDEX IF EXISTS row_versions_pull;"
+            "CREATE INDEX IF NOT EXISTS row_versions_township ON row_versions "
+            "(township_id, vseq, deleted);"
+            "CREATE INDEX IF NOT EXISTS row_versions_hall ON row_versions "
+            "(township_id, hall_id, vseq, deleted)") != SYNC_OK) {
         snprintf(err, errlen, "cannot index row versions: %s", sqlite3_errmsg(srv->db));
         rc = SYNC_EIO;
     }

@@ -52,9 +52,9 @@ CREATE TABLE batches (
 ) WITHOUT ROWID;
 CREATE INDEX batches_vseq ON batches (device_id, vseq);
 
--- The version of every synced row in every scope it has been in.  A pull
--- is one range scan of this table.  A row that leaves a scope keeps its old
--- entry with deleted = 1, so tablets of that scope receive a tombstone.
+-- The version of every synced row in every scope it has been in.  A row
+-- that leaves a scope keeps its old entry with deleted = 1, so tablets of
+-- that scope receive a tombstone.
 CREATE TABLE row_versions (
     tbl          TEXT NOT NULL,
     pk           BLOB NOT NULL,
@@ -64,7 +64,9 @@ CREATE TABLE row_versions (
     deleted      INTEGER NOT NULL,
     PRIMARY KEY (tbl, pk, township_id, hall_id)
 ) WITHOUT ROWID;
-CREATE INDEX row_versions_pull ON row_versions (township_id, vseq);
+-- A pull reads it by (township, hall) partition in vseq order: its index
+-- and the partition list (row_partitions) are created by sync-server/store.c
+-- (pull_sql), on every open, so databases made before them get them too.
 
 CREATE TABLE sync_counter (
     id  INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),

@@ -2,8 +2,8 @@
  *
  * A pull is the current state of rows, not a replay of other devices'
  * changesets: a row edited a hundred times ships once, and rows that moved
- * in or out of the scope arrive whole or as tombstones.  One range scan of
- * row_versions (index township_id, vseq) finds them.  Nothing here knows
+ * in or out of the scope arrive whole or as tombstones.  Range scans of
+ * row_versions find them (see scan()).  Nothing here knows
  * about HTTP or encryption.
  */
 #include "pull.h"
@@ -163,25 +163,108 @@ static void note_sync(struct server *srv, const struct device *dev)
     store_group_detached(srv, &n->job);
 }
 
+/* The versions a device may receive after a cursor, in vseq order: one
+ * range of the index (township_id, hall_id, vseq, deleted) per partition
+ * the device reads, joined by UNION ALL, which SQLite merges without a
+ * sort, so a page stops early (an IN list would sort every remaining
+ * version on every page).  A hall's tablet reads its township's own rows
+ * and its hall's, and never walks the other halls' meals; a device
+ * without a hall reads every partition of its township (row_partitions).
+ * Both read the county's rows.  ?1 township, ?2 cursor, ?3 head, ?4...
+ * halls. */
+#define MAX_ARMS 256               /* beyond: one range and a sort */
+#define VERSIONS "SELECT tbl, pk, vseq, deleted FROM row_versions WHERE "
+#define AFTER    " AND vseq > ?2 AND vseq <= ?3"
+
+struct part {
+    uint8_t hall[16];
+    int     n;                     /* 0: the township's own rows */
+};
+
+/* The halls whose partitions of dev's township it reads; -1 on error. */
+static long device_parts(struct store_reader *r, const struct device *dev, struct part **out)
+{
+    struct part *p = NULL;
+    long n = 0, cap = 0;
+    if (dev->has_hall) {
+        if ((p = es_calloc(2, sizeof *p)) == NULL)
+            return -1;
+        memcpy(p[1].hall, dev->hall, 16);
+        p[1].n = 16;
+        *out = p;
+        return 2;
+    }
+    sqlite3_stmt *st = store_reader_stmt(r, "SELECT hall_id FROM row_partitions "
+                                            "WHERE township_id = ?1");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_blob(st, 1, dev->township, 16, SQLITE_STATIC);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            struct part *g = es_realloc(p, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *p);
+            if (g == NULL)
+                break;
+            p = g;
+        }
+        int len = sqlite3_column_bytes(st, 0);
+        p[n].n = len < 16 ? len : 16;
+        if (p[n].n)
+            memcpy(p[n].hall, sqlite3_column_blob(st, 0), (size_t)p[n].n);
+        n++;
+    }
+    sqlite3_reset(st);
+    if (step != SQLITE_DONE) {
+        es_free(p);
+        return -1;
+    }
+    *out = p;
+    return n;
+}
+
+static sqlite3_stmt *scan_stmt(struct store_reader *r, const struct device *dev)
+{
+    struct part *parts = NULL;
+    long n = device_parts(r, dev, &parts);
+    if (n < 0)
+        return NULL;
+    struct buf sql = {0};
+    char arm[160];
+    for (long i = 0; n <= MAX_ARMS && i < n; i++) {
+        snprintf(arm, sizeof arm, VERSIONS "township_id = ?1 AND hall_id = ?%ld" AFTER
+                 " UNION ALL ", i + 4);
+        buf_append(&sql, arm, strlen(arm));
+    }
+    if (n > MAX_ARMS) {
+        static const char all[] = VERSIONS "township_id = ?1" AFTER " UNION ALL ";
+        buf_append(&sql, all, sizeof all - 1);
+    }
+    static const char county[] = VERSIONS "township_id = x'' AND hall_id = x''" AFTER
+                                 " ORDER BY vseq";
+    buf_append(&sql, county, sizeof county);            /* with its NUL */
+    sqlite3_stmt *st = sql.oom ? NULL : store_reader_stmt(r, (const char *)sql.p);
+    for (long i = 0; st && n <= MAX_ARMS && i < n; i++)
+        sqlite3_bind_blob(st, (int)i + 4, parts[i].hall, parts[i].n, SQLITE_TRANSIENT);
+    if (st)
+        sqlite3_bind_blob(st, 1, dev->township, 16, SQLITE_STATIC);
+    buf_free(&sql);
+    es_free(parts);
+    return st;
+}
+
 /* Scans row_versions after cursor; sets *next and *more. */
 static int scan(struct server *srv, struct store_reader *r, const struct device *dev,
                 int64_t cursor, size_t max_bytes, struct page *pg, int64_t *next, int *more)
 {
-    sqlite3_stmt *st = NULL;
     int64_t head = store_counter(r->db), last = cursor;
     *more = 0;
     if (head < 0)
         return SYNC_EIO;
-    if (sqlite3_prepare_v2(r->db,
-            "SELECT tbl, pk, vseq, deleted FROM row_versions"
-            " WHERE township_id IN (?1, x'') AND vseq > ?2 AND vseq <= ?3"
-            " AND (?4 = x'' OR hall_id = x'' OR hall_id = ?4) ORDER BY vseq", -1, &st,
-            NULL) != SQLITE_OK)
+    sqlite3_stmt *st = scan_stmt(r, dev);
+    if (st == NULL)
         return SYNC_EIO;
-    sqlite3_bind_blob(st, 1, dev->township, 16, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, cursor);
     sqlite3_bind_int64(st, 3, head);
-    sqlite3_bind_blob(st, 4, dev->hall, dev->has_hall ? 16 : 0, SQLITE_STATIC);
     int rc = SYNC_OK, step;
     while (rc == SYNC_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t vseq = sqlite3_column_int64(st, 2);
@@ -198,7 +281,7 @@ static int scan(struct server *srv, struct store_reader *r, const struct device 
     }
     if (rc == SYNC_OK && !*more && step != SQLITE_DONE)
         rc = SYNC_EIO;
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     *next = *more ? last : head;
     return rc;
 }

@@ -339,13 +339,14 @@ static int touch_part(struct server *srv, struct merge_ctx *m, const uint8_t *cs
                       int clean, struct outcome *o)
 {
     struct cs_iter it;
+    struct store_part part = {0};
     int more, rc = SYNC_OK;
     cs_iter_init(&it, cs, len);
     while (rc == SYNC_OK && (more = cs_iter_next(&it)) == 1) {
         const struct pol_table *t = policy_table(srv->pol, it.table);
         int ins = it.op == CS_INSERT;
         rc = store_touch(srv, t, ins ? &it.new_[t->id_col] : &it.old[t->id_col],
-                         ins && clean ? &it.new_[t->scope_col] : NULL);
+                         ins && clean ? &it.new_[t->scope_col] : NULL, &part);
         if (rc == SYNC_OK && it.op != CS_DELETE)
             check_duplicates(srv, m, t, &it);
     }

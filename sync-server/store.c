@@ -96,6 +96,7 @@ static int install_triggers(sqlite3 *db, const struct pol_table *t)
         " INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, deleted)"
         " VALUES ('%1$s', NEW.id, %2$s, %3$s, es_vseq(), 0)"
         " ON CONFLICT (tbl, pk, township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0;"
+        " INSERT OR IGNORE INTO row_partitions VALUES (%2$s, %3$s);"
         " END;"
         "CREATE TRIGGER IF NOT EXISTS rv_%1$s_upd AFTER UPDATE ON \"%1$s\" WHEN es_track() BEGIN"
         " UPDATE row_versions SET deleted = 1, vseq = es_vseq()"
@@ -104,6 +105,7 @@ static int install_triggers(sqlite3 *db, const struct pol_table *t)
         " INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, deleted)"
         " VALUES ('%1$s', NEW.id, %2$s, %3$s, es_vseq(), 0)"
         " ON CONFLICT (tbl, pk, township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0;"
+        " INSERT OR IGNORE INTO row_partitions VALUES (%2$s, %3$s);"
         " END;"
         "CREATE TRIGGER IF NOT EXISTS rv_%1$s_del AFTER DELETE ON \"%1$s\" WHEN es_track() BEGIN"
         " UPDATE row_versions SET deleted = 1, vseq = es_vseq() WHERE tbl = '%1$s' AND pk = OLD.id;"
@@ -250,6 +252,28 @@ static int load_server_tables(struct server *srv, char *err, size_t errlen)
     return SYNC_OK;
 }
 
+/* What a pull reads (pull.c, scan()): a device's partitions (township,
+ * hall) of row_versions, each in vseq order.  The index covers the scan (an
+ * entry of a WITHOUT ROWID table's index holds the primary key too, and
+ * deleted is here), so a pull never looks a version up in the table, and a
+ * hall's tablet never walks the other halls' meals.  row_partitions lists
+ * the partitions there are, for devices that read a whole township; every
+ * writer of row_versions adds to it (the row-version triggers, and
+ * store_touch once per partition per changeset).  The
+ * server's own (not part of the schema version tablets share), and run on
+ * every open, so databases made before it get it too; it replaced the
+ * index row_versions_pull (township_id, vseq). */
+static const char pull_sql[] =
+    "DROP INDEX IF EXISTS row_versions_pull;"
+    "CREATE INDEX IF NOT EXISTS row_versions_hall ON row_versions "
+    "  (township_id, hall_id, vseq, deleted);"
+    "CREATE TABLE IF NOT EXISTS row_partitions ("
+    "  township_id BLOB NOT NULL, hall_id BLOB NOT NULL,"
+    "  PRIMARY KEY (township_id, hall_id)) WITHOUT ROWID;"
+    "DROP TRIGGER IF EXISTS row_partitions_add;"
+    "INSERT INTO row_partitions SELECT DISTINCT township_id, hall_id FROM row_versions"
+    "  WHERE NOT EXISTS (SELECT 1 FROM row_partitions);";
+
 int store_open(struct server *srv, char *err, size_t errlen)
 {
     const char *path = srv->cfg.db;
@@ -291,6 +315,10 @@ int store_open(struct server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(srv->db));
     if (rc == SYNC_OK)
         rc = schema_apply(srv->db, SCHEMA_SERVER, err, errlen);
+    if (rc == SYNC_OK && store_exec(srv->db, pull_sql) != SYNC_OK) {
+        snprintf(err, errlen, "cannot index row versions: %s", sqlite3_errmsg(srv->db));
+        rc = SYNC_EIO;
+    }
     if (rc == SYNC_OK)
         rc = policy_load(srv->db, &srv->pol, err, errlen);
     for (int i = 0; rc == SYNC_OK && i < srv->pol->ntables; i++)
@@ -710,7 +738,7 @@ static int version_stmt(struct server *srv, const char *sql, const struct pol_ta
 }
 
 int store_touch(struct server *srv, const struct pol_table *t, const struct cs_value *pk,
-                const struct cs_value *scope)
+                const struct cs_value *scope, struct store_part *part)
 {
     char sql[160];
     uint8_t buf[16], twp[16], hall[16];
@@ -745,8 +773,27 @@ int store_touch(struct server *srv, const struct pol_table *t, const struct cs_v
                                "AND pk = ?2 AND deleted = 0 AND NOT (township_id = ?3 AND "
                                "hall_id = ?4)", t, pk, twp, ntwp, hall, nhall) != SYNC_OK)
         return SYNC_EIO;
-    return version_stmt(srv, "INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, "
-                        "deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT (tbl, pk, "
-                        "township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0",
-                        t, pk, twp, ntwp, hall, nhall);
+    if (version_stmt(srv, "INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, "
+                     "deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT (tbl, pk, "
+                     "township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0",
+                     t, pk, twp, ntwp, hall, nhall) != SYNC_OK)
+        return SYNC_EIO;
+    if (part->known && part->ntwp == ntwp && part->nhall == nhall &&
+        memcmp(part->twp, twp, (size_t)ntwp) == 0 && memcmp(part->hall, hall, (size_t)nhall) == 0)
+        return SYNC_OK;
+    sqlite3_stmt *st = store_stmt(srv, "INSERT OR IGNORE INTO row_partitions VALUES (?1, ?2)");
+    if (st == NULL)
+        return SYNC_EIO;
+    sqlite3_bind_blob(st, 1, twp, ntwp, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, hall, nhall, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : SYNC_EIO;
+    sqlite3_reset(st);
+    if (rc != SYNC_OK)
+        return rc;
+    memcpy(part->twp, twp, (size_t)ntwp);
+    memcpy(part->hall, hall, (size_t)nhall);
+    part->ntwp = ntwp;
+    part->nhall = nhall;
+    part->known = 1;
+    return SYNC_OK;
 }

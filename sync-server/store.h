@@ -83,7 +83,14 @@ void store_group_detached(struct server *srv, struct store_job *job);
  * scope it is in now gets a new version, entries in other scopes become
  * tombstones, and if the row is gone every entry becomes a tombstone.
  * scope: the row's scope value if the caller knows it and the row is new
- * (no other entries can exist), NULL to read it from the row. */
+ * (no other entries can exist), NULL to read it from the row.  part: the
+ * partition (township, hall) last recorded in row_partitions by this
+ * caller, zeroed before its first call; valid for one changeset (it must
+ * not outlive a savepoint that may roll back). */
+struct store_part {
+    uint8_t twp[16], hall[16];
+    int     ntwp, nhall, known;
+};
 int store_touch(struct server *srv, const struct pol_table *t, const struct cs_value *pk,
-                const struct cs_value *scope);
+                const struct cs_value *scope, struct store_part *part);
 #endif

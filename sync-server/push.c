@@ -355,17 +355,15 @@ static int touch_part(struct server *srv, struct merge_ctx *m, const uint8_t *cs
     return rc == SYNC_OK ? SYNC_OK : outcome_set(o, rc, "storage", "cannot record row versions");
 }
 
-/* Authorises every change of one changeset, then applies it. */
-static int apply_part(struct authz *az, const uint8_t *cs, size_t len, struct merge_ctx *m,
-                      int64_t *max_hlc, struct outcome *o)
+/* Authorises every change of one changeset against the rows as they are
+ * now; adds its changes to *nchanges and notes a table whose triggers
+ * guard a state column in *guarded. */
+static int authorise_part(struct authz *az, const uint8_t *cs, size_t len, int64_t *max_hlc,
+                          long *nchanges, int *guarded, struct outcome *o)
 {
     struct server *srv = az->srv;
     struct cs_iter it;
     int more;
-    if (len == 0)
-        return SYNC_OK;
-    long nchanges = 0;
-    int guarded = 0;              /* a table whose triggers guard a state column */
     cs_iter_init(&it, cs, len);
     while ((more = cs_iter_next(&it)) == 1) {
         int rc = authorise_change(az, &it, o);
@@ -374,11 +372,19 @@ static int apply_part(struct authz *az, const uint8_t *cs, size_t len, struct me
         const struct pol_table *t = policy_table(srv->pol, it.table);
         if (t->hlc_col >= 0 && it.new_[t->hlc_col].type == CS_INT && it.new_[t->hlc_col].i > *max_hlc)
             *max_hlc = it.new_[t->hlc_col].i;
-        guarded |= t->state_col >= 0;
-        nchanges++;
+        *guarded |= t->state_col >= 0;
+        (*nchanges)++;
     }
     if (more < 0)
         return outcome_set(o, SYNC_EPROTO, "bad_changeset", "changeset walk failed");
+    return SYNC_OK;
+}
+
+/* Applies an authorised changeset of nchanges changes with the merge
+ * policies, then records the versions of the rows it touched. */
+static int apply_cs(struct server *srv, const uint8_t *cs, size_t len, long nchanges,
+                    int guarded, struct merge_ctx *m, struct outcome *o)
+{
     long calls = m->calls;
     srv->track = 0;               /* versions are written below, not by triggers */
     /* With tracking off the row-version triggers do nothing, yet SQLite
@@ -403,6 +409,95 @@ static int apply_part(struct authz *az, const uint8_t *cs, size_t len, struct me
     if (rc != SQLITE_OK || m->failed)
         return outcome_set(o, SYNC_EIO, "storage", "applying the batch failed");
     return touch_part(srv, m, cs, len, m->calls == calls, o);
+}
+
+/* Applies every entry of a batch, in order, as one changeset.  Each
+ * sqlite3changeset_apply_v2 call prepares its own statements and, through
+ * the PRAGMA defer_foreign_keys it runs, expires every statement prepared
+ * on the connection, so a lunch of 60 one-meal entries applied one by one
+ * paid that 60 times.  The entries' changesets are authorised one by one
+ * (a refusal names its entry), then concatenated: a changeset is a list of
+ * table sections, so the bytes of several in a row are one changeset whose
+ * changes apply in the same order.  If the merge refuses a change (an id of
+ * another scope, a dangling foreign key), the combined apply is rolled
+ * back and the entries are applied one by one to name the entry. */
+static int apply_batch(struct authz *az, const struct batch *b, struct merge_ctx *m,
+                       int64_t *max_hlc, struct outcome *o)
+{
+    struct server *srv = az->srv;
+    long total = 0;
+    int guarded = 0, entries = 0, rc = SYNC_OK;
+    int64_t entry = -1;                   /* the one entry, if only one has changes */
+    struct buf all = {0};
+    for (size_t i = 0; rc == SYNC_OK && i < b->n; i++) {
+        if (b->e[i].len[0] + b->e[i].len[1] > 0) {
+            entries++;
+            entry = b->e[i].id;
+        }
+        for (int k = 0; rc == SYNC_OK && k < 2; k++) {
+            if (b->e[i].len[k] == 0)
+                continue;
+            rc = authorise_part(az, b->e[i].cs[k], b->e[i].len[k], max_hlc, &total, &guarded, o);
+            if (rc != SYNC_OK) {
+                o->entry = b->e[i].id;
+                break;
+            }
+            buf_append(&all, b->e[i].cs[k], b->e[i].len[k]);
+        }
+    }
+    if (rc == SYNC_OK && all.oom)
+        rc = outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
+    if (rc != SYNC_OK || entries == 0) {
+        buf_free(&all);
+        return rc;
+    }
+    if (entries == 1) {                   /* the entry is known: no savepoint */
+        rc = apply_cs(srv, all.p, all.len, total, guarded, m, o);
+        buf_free(&all);
+        if (rc != SYNC_OK)
+            o->entry = entry;
+        return rc;
+    }
+    /* A savepoint makes SQLite copy each page the apply changes once more
+     * (its sub-journal), so only batches of several entries take one. */
+    struct merge_ctx m0 = *m;
+    struct outcome o0 = *o;
+    int64_t vseq = srv->vseq;
+    if (store_run(srv, "SAVEPOINT entries") != SYNC_OK) {
+        buf_free(&all);
+        return outcome_set(o, SYNC_EIO, "storage", "cannot start applying the batch");
+    }
+    rc = apply_cs(srv, all.p, all.len, total, guarded, m, o);
+    buf_free(&all);
+    int by_entry = (m->forbidden || m->fk_failed) && !m->failed &&
+                   !sqlite3_get_autocommit(srv->db);
+    if (by_entry) {
+        if (store_run(srv, "ROLLBACK TO entries") != SYNC_OK)
+            by_entry = 0;                  /* rc stands: the batch fails */
+        srv->vseq = vseq;
+    }
+    if (!sqlite3_get_autocommit(srv->db) && store_run(srv, "RELEASE entries") != SYNC_OK &&
+        rc == SYNC_OK)
+        rc = outcome_set(o, SYNC_EIO, "storage", "cannot finish applying the batch");
+    if (!by_entry)
+        return rc;
+    *m = m0;
+    *o = o0;
+    rc = SYNC_OK;
+    for (size_t i = 0; rc == SYNC_OK && i < b->n; i++) {
+        for (int k = 0; rc == SYNC_OK && k < 2; k++) {
+            long n = 0;
+            int g = 0;
+            if (b->e[i].len[k] == 0)
+                continue;
+            rc = authorise_part(az, b->e[i].cs[k], b->e[i].len[k], max_hlc, &n, &g, o);
+            if (rc == SYNC_OK)
+                rc = apply_cs(srv, b->e[i].cs[k], b->e[i].len[k], n, g, m, o);
+            if (rc != SYNC_OK)
+                o->entry = b->e[i].id;
+        }
+    }
+    return rc;
 }
 
 /* Clamps clocks that run too far ahead of the server's. */
@@ -585,17 +680,10 @@ static int push_tx(struct server *srv, const struct device *dev, uint64_t seq,
         es_free(az);
         return outcome_set(o, SYNC_EIO, "storage", "cannot read the keyring");
     }
-    for (size_t i = 0; i < b->n; i++) {
-        for (int k = 0; k < 2; k++) {
-            rc = apply_part(az, b->e[i].cs[k], b->e[i].len[k], &m, &max_hlc, o);
-            if (rc != SYNC_OK) {
-                o->entry = b->e[i].id;
-                es_free(az);
-                return rc;
-            }
-        }
-    }
+    rc = apply_batch(az, b, &m, &max_hlc, o);
     es_free(az);
+    if (rc != SYNC_OK)
+        return rc;
     long clamped = 0;
     int64_t limit = (int64_t)hlc_make(now_ms() + srv->cfg.max_clock_ahead_ms, 0, 0);
     if (max_hlc > limit && clamp_hlcs(srv, limit, &clamped) != SYNC_OK)

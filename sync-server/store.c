@@ -414,7 +414,7 @@ void store_close(struct server *srv)
 }
 
 /* Runs a cached statement without parameters or result rows. */
-static int stmt_run(struct server *srv, const char *sql)
+int store_run(struct server *srv, const char *sql)
 {
     sqlite3_stmt *st = store_stmt(srv, sql);
     if (st == NULL)
@@ -432,7 +432,7 @@ int store_begin(struct server *srv)
         log_warn("rolling back a transaction left open by an earlier failure");
         store_rollback(srv);
     }
-    if (stmt_run(srv, "BEGIN IMMEDIATE") != SYNC_OK)
+    if (store_run(srv, "BEGIN IMMEDIATE") != SYNC_OK)
         return SYNC_EBUSY;
     /* A counter that cannot be read must not restart at 0: versions would
      * go backwards and tablets past them would never pull the rows. */
@@ -465,7 +465,7 @@ int store_end(struct server *srv, int status)
                 status = SYNC_EIO;
             sqlite3_reset(st);
         }
-        if (status == SYNC_OK && stmt_run(srv, "COMMIT") == SYNC_OK)
+        if (status == SYNC_OK && store_run(srv, "COMMIT") == SYNC_OK)
             return SYNC_OK;
         if (status == SYNC_OK) {
             log_error("commit failed: %s", sqlite3_errmsg(srv->db));
@@ -588,17 +588,17 @@ static void group_round(struct server *srv)
             continue;
         }
         int64_t vseq = srv->vseq;
-        if (stmt_run(srv, "SAVEPOINT grp") != SYNC_OK) {
+        if (store_run(srv, "SAVEPOINT grp") != SYNC_OK) {
             j->rc = SYNC_EIO;
             continue;
         }
         j->rc = j->run(srv, j->arg);
         srv->track = 1;
         if (j->rc != SYNC_OK) {
-            stmt_run(srv, "ROLLBACK TO grp");
+            store_run(srv, "ROLLBACK TO grp");
             srv->vseq = vseq;                 /* its versions were never used */
         }
-        stmt_run(srv, "RELEASE grp");
+        store_run(srv, "RELEASE grp");
         if (sqlite3_get_autocommit(srv->db)) {
             /* SQLite rolled the whole transaction back (I/O error, out of
              * memory): nothing of this round survives. */

@@ -27,6 +27,9 @@ int64_t store_counter(sqlite3 *db);
  * for reuse (bindings cleared).  Call with srv->lock held.  The statement
  * belongs to the cache: do not finalize it.  NULL if sql does not compile. */
 sqlite3_stmt *store_stmt(struct server *srv, const char *sql);
+/* Runs one statement without parameters through store_stmt (SAVEPOINT,
+ * RELEASE, ...); SYNC_OK or SYNC_EIO. */
+int store_run(struct server *srv, const char *sql);
 
 /* Every write to synced tables happens between these two: BEGIN IMMEDIATE
  * and load the version counter; then save it and COMMIT (status SYNC_OK) or

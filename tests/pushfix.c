@@ -80,19 +80,22 @@ static uint8_t *record(struct server *srv, const char *sql, size_t *len)
     return copy;
 }
 
-/* u32 schema_version | u64 device ms | u32 1 | u64 entry | u32 len | cs |
- * u32 0 (no forward part), then the device's signature. */
-static uint8_t *make_batch(struct pushfix *f, uint64_t seq, const uint8_t *cs, size_t n,
-                           size_t *len)
+/* u32 schema_version | u64 device ms | u32 n | n times (u64 entry | u32 len
+ * | cs | u32 0, no forward part), then the device's signature.  Entry ids
+ * are seq * 10 + i. */
+static uint8_t *make_batch(struct pushfix *f, uint64_t seq, uint8_t *const *cs,
+                           const size_t *n, int entries, size_t *len)
 {
     struct buf b = {0};
     buf_be32(&b, (uint32_t)schema_version());
     buf_be64(&b, 1764474000000ull);
-    buf_be32(&b, 1);
-    buf_be64(&b, seq);
-    buf_be32(&b, (uint32_t)n);
-    buf_append(&b, cs, n);
-    buf_be32(&b, 0);
+    buf_be32(&b, (uint32_t)entries);
+    for (int i = 0; i < entries; i++) {
+        buf_be64(&b, seq * 10 + (uint64_t)i);
+        buf_be32(&b, (uint32_t)n[i]);
+        buf_append(&b, cs[i], n[i]);
+        buf_be32(&b, 0);
+    }
     ASSERT(!b.oom);
     uint8_t sig[ENV_SIGBYTES];
     ASSERT_EQ(env_batch_sign(sig, f->cty.sign_sk[FZ_DEV_HALL], f->dev.id, seq, b.p, b.len, NULL),
@@ -116,19 +119,25 @@ void pf_init(struct pushfix *f, const char *name)
     ASSERT_EQ(fz_seed_rows(srv.db, &f->cty), 0);
     ASSERT_EQ(fz_seed_devices(srv.db, &f->cty), 0);
     ASSERT_EQ(store_end(&srv, SYNC_OK), SYNC_OK);
-    for (int k = 0; k < 2; k++) {
-        uint8_t id[16];
-        memcpy(id, f->cty.meal, 16);
-        id[14] = (uint8_t)(0x40 + k);             /* new meal ids next to the seeded one */
-        snprintf(sql, sizeof sql, "INSERT INTO meal_logs (id, senior_id, hall_id, service_date, "
-                 "meal_period, mode, served_at, price_paid_fen, subsidy_fen) VALUES (%s, %s, %s, "
-                 "'2026-12-0%d', 'lunch', 'dine_in', %lld, 700, 300)", fz_xid(id, m),
-                 fz_xid(f->cty.senior[0][1 + k], s), fz_xid(f->cty.hall[0], h), 1 + k,
-                 1764560000000LL + k);
-        size_t n = 0;
-        uint8_t *cs = record(&srv, sql, &n);
-        f->batch[k] = make_batch(f, (uint64_t)k + 1, cs, n, &f->len[k]);
-        free(cs);
+    /* Batch 1: two entries (a lunch is logged meal by meal), batch 2: one. */
+    for (int k = 0, meal = 0; k < 2; k++) {
+        uint8_t *cs[2];
+        size_t n[2];
+        int entries = k == 0 ? 2 : 1;
+        for (int i = 0; i < entries; i++, meal++) {
+            uint8_t id[16];
+            memcpy(id, f->cty.meal, 16);
+            id[14] = (uint8_t)(0x40 + meal);      /* new meal ids next to the seeded one */
+            snprintf(sql, sizeof sql, "INSERT INTO meal_logs (id, senior_id, hall_id, "
+                     "service_date, meal_period, mode, served_at, price_paid_fen, subsidy_fen) "
+                     "VALUES (%s, %s, %s, '2026-12-0%d', 'lunch', 'dine_in', %lld, 700, 300)",
+                     fz_xid(id, m), fz_xid(f->cty.senior[0][1 + meal], s),
+                     fz_xid(f->cty.hall[0], h), 1 + meal, 1764560000000LL + meal);
+            cs[i] = record(&srv, sql, &n[i]);
+        }
+        f->batch[k] = make_batch(f, (uint64_t)k + 1, cs, n, entries, &f->len[k]);
+        for (int i = 0; i < entries; i++)
+            free(cs[i]);
     }
     store_close(&srv);
 }

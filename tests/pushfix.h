@@ -4,7 +4,8 @@
  *
  * The county is fuzz_common.c's fixed-id county (devices included), so the
  * hall device's keys are known and batches can be signed here.  Batch 1
- * inserts one meal, batch 2 another; each is one outbox entry. */
+ * inserts two meals as two outbox entries (applied as one changeset,
+ * push.c), batch 2 one meal as one entry. */
 #ifndef TEST_PUSHFIX_H
 #define TEST_PUSHFIX_H
 

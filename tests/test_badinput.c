@@ -758,6 +758,117 @@ static void senior_row(struct cs_value v[SENIOR_NCOL], const uint8_t id[16], con
     v[15] = v_int(0);                                /* deleted */
 }
 
+/* u32 schema_version | u64 device ms | u32 n | n entries with ids first,
+ * first + 1, ... each a local changeset and no forward part. */
+static uint8_t *batch_n(uint64_t first, uint8_t *const *cs, const size_t *len, int n,
+                        size_t *out)
+{
+    struct buf b = {0};
+    buf_be32(&b, (uint32_t)schema_version());
+    buf_be64(&b, (uint64_t)now_ms());
+    buf_be32(&b, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        buf_be64(&b, first + (uint64_t)i);
+        buf_be32(&b, (uint32_t)len[i]);
+        buf_append(&b, cs[i], len[i]);
+        buf_be32(&b, 0);
+    }
+    ASSERT(!b.oom);
+    uint8_t *p = buf_take(&b, out);
+    ASSERT_NOT_NULL(p);
+    return p;
+}
+
+/* A batch of several entries is applied as one changeset (push.c,
+ * apply_batch); a change the merge refuses must still name its entry and
+ * leave nothing of the batch applied, and a good batch applies whole. */
+static void test_refusal_in_a_batch_names_its_entry(void)
+{
+    uint8_t ghost[16], *cs[3], *pt, *env;
+    size_t len[3], ptlen = 0, n = 0;
+    struct cs_value v[SENIOR_NCOL];
+    uint8_t h0[32];
+    struct http_response r;
+    fixture();
+    id_new(ghost);                                   /* no such senior */
+    cs[0] = meal_cs(F.c.senior[0][11], F.c.hall[0], "2024-11-21", &len[0]);
+    cs[1] = meal_cs(ghost, F.c.hall[0], "2024-11-21", &len[1]);
+    cs[2] = meal_cs(F.c.senior[0][12], F.c.hall[0], "2024-11-21", &len[2]);
+    pt = batch_n(141, cs, len, 3, &ptlen);
+    snap(h0);
+    env = seal(&F.ihall, ENV_PUSH, next_seq(F.ihall.dev), pt, ptlen, &n);
+    post("/v1/push", NULL, env, n, &r);
+    cJSON *j = expect_err(&r, 422, "foreign_key");
+    ASSERT_EQ((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entry")), 142);
+    cJSON_Delete(j);
+    http_response_free(&r);
+    same_hash(h0);
+    free(env);
+    free(pt);
+    for (int i = 0; i < 3; i++)
+        free(cs[i]);
+
+    /* The third entry reuses the id of another township's senior. */
+    cs[0] = meal_cs(F.c.senior[0][11], F.c.hall[0], "2024-11-22", &len[0]);
+    cs[1] = meal_cs(F.c.senior[0][12], F.c.hall[0], "2024-11-22", &len[1]);
+    senior_row(v, F.c.senior[1][4], F.c.twp[0]);
+    cs[2] = cs_insert("seniors", SENIOR_NCOL, v, &len[2]);
+    pt = batch_n(151, cs, len, 3, &ptlen);
+    snap(h0);
+    env = seal(&F.icg, ENV_PUSH, next_seq(F.icg.dev), pt, ptlen, &n);
+    post("/v1/push", NULL, env, n, &r);
+    j = expect_err(&r, 403, "forbidden_table");      /* a caregiver logs no meals */
+    ASSERT_EQ((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entry")), 151);
+    cJSON_Delete(j);
+    http_response_free(&r);
+    same_hash(h0);
+    free(env);
+    free(pt);
+    free(cs[0]);
+    free(cs[1]);
+    uint8_t id[16];
+    struct cs_value w[SENIOR_NCOL];
+    id_new(id);
+    senior_row(w, id, F.c.twp[0]);
+    cs[0] = cs_insert("seniors", SENIOR_NCOL, w, &len[0]);
+    cs[1] = cs[2];                                   /* the foreign id, second */
+    len[1] = len[2];
+    pt = batch_n(161, cs, len, 2, &ptlen);
+    snap(h0);
+    env = seal(&F.icg, ENV_PUSH, next_seq(F.icg.dev), pt, ptlen, &n);
+    post("/v1/push", NULL, env, n, &r);
+    j = expect_err(&r, 403, "out_of_scope");
+    ASSERT_EQ((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entry")), 162);
+    cJSON_Delete(j);
+    http_response_free(&r);
+    same_hash(h0);
+    free(env);
+    free(pt);
+    free(cs[0]);
+    free(cs[1]);
+    ASSERT_EQ(count_sql("SELECT count(*) FROM seniors WHERE id = %s", id), 0);
+
+    /* Three good meals in three entries: all applied. */
+    uint8_t ids[3][16];
+    for (int i = 0; i < 3; i++) {
+        struct cs_value m[MEAL_NCOL];
+        id_new(ids[i]);
+        meal_row(m, ids[i], F.c.senior[0][13 + i], F.c.hall[0], "2024-11-23");
+        cs[i] = cs_insert("meal_logs", MEAL_NCOL, m, &len[i]);
+    }
+    pt = batch_n(171, cs, len, 3, &ptlen);
+    env = seal(&F.ihall, ENV_PUSH, next_seq(F.ihall.dev), pt, ptlen, &n);
+    post("/v1/push", NULL, env, n, &r);
+    ASSERT_EQ(r.status, 200);
+    http_response_free(&r);
+    free(env);
+    free(pt);
+    for (int i = 0; i < 3; i++) {
+        free(cs[i]);
+        ASSERT_EQ(count_sql("SELECT count(*) FROM meal_logs WHERE id = %s", ids[i]), 1);
+    }
+}
+
 /* An insert reusing the id of another township's row: the insert's own
  * scope is fine, the row it collides with is not (checked when the insert
  * conflicts, so the other row's values never reach a conflict record). */
@@ -1488,6 +1599,7 @@ static const struct test_case tests[] = {
     TEST(test_column_count),
     TEST(test_bad_payload),
     TEST(test_foreign_key),
+    TEST(test_refusal_in_a_batch_names_its_entry),
     TEST(test_hang_seed),
     TEST(test_forbidden_table),
     TEST(test_out_of_scope),

@@ -312,6 +312,26 @@ static void test_versions_and_compression(void)
     ASSERT(memcmp(pt, big, sizeof big) == 0);
     free(pt);
     free(env);
+    /* Every size class of the compressor's window (9 to 15 bits) and of its
+     * level reads back byte for byte. */
+    static const size_t sizes[] = { 64, 100, 511, 512, 513, 1025, 3000, 4097, 9000,
+                                    16385, 33000, 70000, 300000 };
+    uint64_t x = 88172645463325252u;
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        uint8_t *m = malloc(sizes[k]);
+        ASSERT_NOT_NULL(m);
+        for (size_t i = 0; i < sizes[k]; i++) {    /* text with some noise */
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            m[i] = x % 5 == 0 ? (uint8_t)(x >> 24) : (uint8_t)"lunch dine_in 2026-11-30 "[i % 25];
+        }
+        ASSERT_EQ(env_seal(&h, p.dev_tx, m, sizes[k], &env, &len), SYNC_OK);
+        ASSERT_EQ(env_open(env, len, ENV_PUSH, p.srv_rx, &got, &pt, &ptlen), SYNC_OK);
+        ASSERT_EQ(ptlen, sizes[k]);
+        ASSERT(memcmp(pt, m, sizes[k]) == 0);
+        free(pt);
+        free(env);
+        free(m);
+    }
     /* A version-1 peer: sealed and opened as before, no encoding byte. */
     h.version = 1;
     ASSERT_EQ(env_seal(&h, p.dev_tx, big, sizeof big, &env, &len), SYNC_OK);

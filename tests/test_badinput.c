@@ -779,6 +779,25 @@ static uint8_t *batch_n(uint64_t first, uint8_t *const *cs, const size_t *len, i
     return p;
 }
 
+/* Pushes batch pt (not yet signed) from id and expects a refusal naming
+ * entry; the server's rows unchanged. */
+static void entry_refused(const struct ident *id, const uint8_t *pt, size_t ptlen, int status,
+                          const char *error, int64_t entry)
+{
+    uint8_t h0[32];
+    size_t n = 0;
+    struct http_response r;
+    snap(h0);
+    uint8_t *env = seal(id, ENV_PUSH, next_seq(id->dev), pt, ptlen, &n);
+    post("/v1/push", NULL, env, n, &r);
+    cJSON *j = expect_err(&r, status, error);
+    ASSERT_EQ((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entry")), entry);
+    cJSON_Delete(j);
+    http_response_free(&r);
+    same_hash(h0);
+    free(env);
+}
+
 /* A batch of several entries is applied as one changeset (push.c,
  * apply_batch); a change the merge refuses must still name its entry and
  * leave nothing of the batch applied, and a good batch applies whole. */
@@ -787,7 +806,6 @@ static void test_refusal_in_a_batch_names_its_entry(void)
     uint8_t ghost[16], *cs[3], *pt, *env;
     size_t len[3], ptlen = 0, n = 0;
     struct cs_value v[SENIOR_NCOL];
-    uint8_t h0[32];
     struct http_response r;
     fixture();
     id_new(ghost);                                   /* no such senior */
@@ -795,15 +813,7 @@ static void test_refusal_in_a_batch_names_its_entry(void)
     cs[1] = meal_cs(ghost, F.c.hall[0], "2024-11-21", &len[1]);
     cs[2] = meal_cs(F.c.senior[0][12], F.c.hall[0], "2024-11-21", &len[2]);
     pt = batch_n(141, cs, len, 3, &ptlen);
-    snap(h0);
-    env = seal(&F.ihall, ENV_PUSH, next_seq(F.ihall.dev), pt, ptlen, &n);
-    post("/v1/push", NULL, env, n, &r);
-    cJSON *j = expect_err(&r, 422, "foreign_key");
-    ASSERT_EQ((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entry")), 142);
-    cJSON_Delete(j);
-    http_response_free(&r);
-    same_hash(h0);
-    free(env);
+    entry_refused(&F.ihall, pt, ptlen, 422, "foreign_key", 142);
     free(pt);
     for (int i = 0; i < 3; i++)
         free(cs[i]);
@@ -813,16 +823,8 @@ static void test_refusal_in_a_batch_names_its_entry(void)
     cs[1] = meal_cs(F.c.senior[0][12], F.c.hall[0], "2024-11-22", &len[1]);
     senior_row(v, F.c.senior[1][4], F.c.twp[0]);
     cs[2] = cs_insert("seniors", SENIOR_NCOL, v, &len[2]);
-    pt = batch_n(151, cs, len, 3, &ptlen);
-    snap(h0);
-    env = seal(&F.icg, ENV_PUSH, next_seq(F.icg.dev), pt, ptlen, &n);
-    post("/v1/push", NULL, env, n, &r);
-    j = expect_err(&r, 403, "forbidden_table");      /* a caregiver logs no meals */
-    ASSERT_EQ((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entry")), 151);
-    cJSON_Delete(j);
-    http_response_free(&r);
-    same_hash(h0);
-    free(env);
+    pt = batch_n(151, cs, len, 3, &ptlen);             /* a caregiver logs no meals */
+    entry_refused(&F.icg, pt, ptlen, 403, "forbidden_table", 151);
     free(pt);
     free(cs[0]);
     free(cs[1]);
@@ -834,15 +836,7 @@ static void test_refusal_in_a_batch_names_its_entry(void)
     cs[1] = cs[2];                                   /* the foreign id, second */
     len[1] = len[2];
     pt = batch_n(161, cs, len, 2, &ptlen);
-    snap(h0);
-    env = seal(&F.icg, ENV_PUSH, next_seq(F.icg.dev), pt, ptlen, &n);
-    post("/v1/push", NULL, env, n, &r);
-    j = expect_err(&r, 403, "out_of_scope");
-    ASSERT_EQ((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entry")), 162);
-    cJSON_Delete(j);
-    http_response_free(&r);
-    same_hash(h0);
-    free(env);
+    entry_refused(&F.icg, pt, ptlen, 403, "out_of_scope", 162);
     free(pt);
     free(cs[0]);
     free(cs[1]);

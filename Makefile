@@ -139,7 +139,7 @@ bench: build/.deps-ok
 # they measure timing, and valgrind's slowdown would only blunt them.)
 VALGRIND_TESTS = test_schema test_changeset test_envelope test_hlc test_demo test_policy test_badinput test_audit test_keys test_lock test_converge \
                  test_storage test_oom test_fuzz_changeset test_fuzz_envelope test_fuzz_push test_fuzz_json \
-                 test_dash_api
+                 test_dash_api test_pull_scan
 valgrind: build/.deps-ok
 	$(MAKE) all
 	sh tests/run.sh $(B) valgrind $(VALGRIND_TESTS)

@@ -87,18 +87,23 @@ static void scope_exprs(const struct pol_table *t, const char *row, char *twp, s
     }
 }
 
+/* The row-version triggers.  A trigger stays in the database file, so a
+ * definition that changes gets a new name and the old one is dropped:
+ * rv_ (before row_partitions) became rv2_ for inserts and updates. */
 static int install_triggers(sqlite3 *db, const struct pol_table *t)
 {
     char twp[192], hall[96], sql[4096];
     scope_exprs(t, "NEW", twp, sizeof twp, hall, sizeof hall);
-    snprintf(sql, sizeof sql,
-        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_ins AFTER INSERT ON \"%1$s\" WHEN es_track() BEGIN"
+    int n = snprintf(sql, sizeof sql,
+        "DROP TRIGGER IF EXISTS rv_%1$s_ins;"
+        "DROP TRIGGER IF EXISTS rv_%1$s_upd;"
+        "CREATE TRIGGER IF NOT EXISTS rv2_%1$s_ins AFTER INSERT ON \"%1$s\" WHEN es_track() BEGIN"
         " INSERT INTO row_versions (tbl, pk, township_id, hall_id, vseq, deleted)"
         " VALUES ('%1$s', NEW.id, %2$s, %3$s, es_vseq(), 0)"
         " ON CONFLICT (tbl, pk, township_id, hall_id) DO UPDATE SET vseq = excluded.vseq, deleted = 0;"
         " INSERT OR IGNORE INTO row_partitions VALUES (%2$s, %3$s);"
         " END;"
-        "CREATE TRIGGER IF NOT EXISTS rv_%1$s_upd AFTER UPDATE ON \"%1$s\" WHEN es_track() BEGIN"
+        "CREATE TRIGGER IF NOT EXISTS rv2_%1$s_upd AFTER UPDATE ON \"%1$s\" WHEN es_track() BEGIN"
         " UPDATE row_versions SET deleted = 1, vseq = es_vseq()"
         "  WHERE tbl = '%1$s' AND pk = OLD.id AND deleted = 0"
         "  AND NOT (township_id = %2$s AND hall_id = %3$s);"
@@ -111,6 +116,8 @@ static int install_triggers(sqlite3 *db, const struct pol_table *t)
         " UPDATE row_versions SET deleted = 1, vseq = es_vseq() WHERE tbl = '%1$s' AND pk = OLD.id;"
         " END;",
         t->name, twp, hall);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return SYNC_ERROR;                /* a cut trigger would version nothing */
     int rc = store_exec(db, sql);
     if (rc != SYNC_OK || t->state_col < 0)
         return rc;
@@ -270,7 +277,6 @@ static const char pull_sql[] =
     "CREATE TABLE IF NOT EXISTS row_partitions ("
     "  township_id BLOB NOT NULL, hall_id BLOB NOT NULL,"
     "  PRIMARY KEY (township_id, hall_id)) WITHOUT ROWID;"
-    "DROP TRIGGER IF EXISTS row_partitions_add;"
     "INSERT INTO row_partitions SELECT DISTINCT township_id, hall_id FROM row_versions"
     "  WHERE NOT EXISTS (SELECT 1 FROM row_partitions);";
 

@@ -129,8 +129,14 @@ static void test_old_database_upgraded(void)
     srv_stop(&srv);
     sqlite3 *db = NULL;
     ASSERT_EQ(sqlite3_open(srv.db, &db), SQLITE_OK);
+    /* The first release's trigger kept no partition list. */
     ASSERT_EQ(sqlite3_exec(db, "DROP TABLE row_partitions; DROP INDEX row_versions_hall; "
-                               "CREATE INDEX row_versions_pull ON row_versions (township_id, vseq)",
+                               "CREATE INDEX row_versions_pull ON row_versions (township_id, vseq);"
+                               "DROP TRIGGER rv2_dining_halls_ins;"
+                               "CREATE TRIGGER rv_dining_halls_ins AFTER INSERT ON dining_halls "
+                               "WHEN es_track() BEGIN INSERT INTO row_versions (tbl, pk, "
+                               "township_id, hall_id, vseq, deleted) VALUES ('dining_halls', "
+                               "NEW.id, NEW.township_id, NEW.id, es_vseq(), 0); END",
                            NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     srv_restart(&srv);
@@ -139,6 +145,9 @@ static void test_old_database_upgraded(void)
     ASSERT_EQ(db_count("SELECT count(*) FROM row_partitions"),
               db_count("SELECT count(*) FROM (SELECT DISTINCT township_id, hall_id "
                        "FROM row_versions)"));
+    ASSERT_EQ(db_count("SELECT count(*) FROM sqlite_schema WHERE name = 'rv_dining_halls_ins'"),
+              0);
+    add_halls(0, 2, "after upgrade", NULL);       /* through the triggers (exec) */
     struct sync_client *care = tablet_new(&srv, "care-up", "caregiver", cty.twp[0]);
     struct sync_client *hall = tablet_new(&srv, "hall-up", "hall", cty.hall[1]);
     sync_ok(care);

@@ -31,6 +31,7 @@
  */
 #include "http.h"
 
+#include <sodium.h>
 #include <dirent.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -860,6 +861,8 @@ static int handle_envelope(struct mg_connection *conn, struct http_state *st, in
     memset(tx, 0, sizeof tx);
     es_free(body);
     es_free(pt);
+    if (reply)                         /* a pull page may hold opened personal values */
+        sodium_memzero(reply, replylen);
     es_free(reply);
     es_free(sealed);
     return status;

@@ -88,22 +88,39 @@ int keyring_rotate(struct server *srv, int64_t *id)
     return rc;
 }
 
-int keyring_get(struct server *srv, int64_t id, uint8_t key[KEYRING_KEYBYTES])
+/* Unwraps key id with the statement "SELECT wrapped FROM keyring WHERE
+ * key_id = ?1" prepared on either connection. */
+static int unwrap(const struct server *srv, sqlite3_stmt *st, int64_t id,
+                  uint8_t key[KEYRING_KEYBYTES])
 {
-    sqlite3_stmt *st = store_stmt(srv, "SELECT wrapped FROM keyring WHERE key_id = ?1");
-    int rc = SYNC_ENOTFOUND;
+    int rc = SYNC_ENOTFOUND, step;
     if (st == NULL)
         return SYNC_EIO;
     sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    if ((step = sqlite3_step(st)) == SQLITE_ROW) {
         const uint8_t *w = sqlite3_column_blob(st, 0);
         rc = sqlite3_column_bytes(st, 0) == WRAPPED &&
              crypto_secretbox_open_easy(key, w + crypto_secretbox_NONCEBYTES,
                                         WRAPPED - crypto_secretbox_NONCEBYTES, w,
                                         srv->keys.master) == 0 ? SYNC_OK : SYNC_ECRYPTO;
+    } else if (step != SQLITE_DONE) {
+        rc = SYNC_EIO;                 /* a failed read is not a missing key */
     }
     sqlite3_reset(st);
     return rc;
+}
+
+#define WRAPPED_SQL "SELECT wrapped FROM keyring WHERE key_id = ?1"
+
+int keyring_get(struct server *srv, int64_t id, uint8_t key[KEYRING_KEYBYTES])
+{
+    return unwrap(srv, store_stmt(srv, WRAPPED_SQL), id, key);
+}
+
+int keyring_get_reader(struct server *srv, struct store_reader *r, int64_t id,
+                       uint8_t key[KEYRING_KEYBYTES])
+{
+    return unwrap(srv, store_reader_stmt(r, WRAPPED_SQL), id, key);
 }
 
 static int add_sealed(cJSON *keys, const struct device *dev, int64_t id, const uint8_t *key)

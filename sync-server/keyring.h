@@ -24,6 +24,12 @@ int64_t keyring_active(struct server *srv);
  * SYNC_ECRYPTO.  Call with srv->lock held. */
 int keyring_get(struct server *srv, int64_t id, uint8_t key[KEYRING_KEYBYTES]);
 
+/* keyring_get on a read connection, inside the reader's transaction: for
+ * pulls, which do not take srv->lock. */
+struct store_reader;
+int keyring_get_reader(struct server *srv, struct store_reader *r, int64_t id,
+                       uint8_t key[KEYRING_KEYBYTES]);
+
 /* Appends to the JSON array `keys` ({"id":N,"sealed":"hex"}) every key the
  * device does not have yet (ids above have), each sealed to the device's
  * kx public key (crypto_box_seal), and the blind-index key as id 0 when

@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <cjson/cJSON.h>
 
 #include "changeset.h"
 #include "eldersync.h"
 #include "hlc.h"
 #include "keyring.h"
+#include "pcrypt.h"
 #include "rowval.h"
 #include "schema.h"
 #include "store.h"
@@ -28,13 +30,17 @@ struct page {
     size_t   bytes;
     long     rows;
     int64_t  max_hlc;
+    int      open;               /* personal values travel opened (see open_personal()) */
+    struct { int64_t id; int rc; uint8_t key[KEYRING_KEYBYTES]; } keys[8];
+    int      nkeys;
 };
 
 static int parse_request(const uint8_t *req, size_t len, size_t cap, int64_t *cursor,
-                         size_t *max_bytes, int64_t *have_key, struct outcome *o)
+                         size_t *max_bytes, int64_t *have_key, int *open, struct outcome *o)
 {
     cJSON *j = cJSON_ParseWithLength((const char *)req, len);
     cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "cursor");
+    cJSON *op = cJSON_GetObjectItemCaseSensitive(j, "open_personal");
     cJSON *hk = cJSON_GetObjectItemCaseSensitive(j, "have_key");
     /* Absent: the tablet asks for no keys. -1: it has none yet. */
     *have_key = cJSON_IsNumber(hk) && hk->valuedouble >= -1 && hk->valuedouble < 1e15
@@ -45,12 +51,15 @@ static int parse_request(const uint8_t *req, size_t len, size_t cap, int64_t *cu
     if (!cJSON_IsObject(j) || !cJSON_IsNumber(c) || c->valuedouble < 0 ||
         c->valuedouble > 9e15 || c->valuedouble != (double)(int64_t)c->valuedouble)
         rc = outcome_set(o, SYNC_EPROTO, "bad_request", "pull needs a non-negative integer cursor");
+    else if (op != NULL && !cJSON_IsBool(op))
+        rc = outcome_set(o, SYNC_EPROTO, "bad_request", "open_personal must be true or false");
     else if (cJSON_IsNumber(v) && (int)v->valuedouble != schema_version())
         rc = outcome_set(o, SYNC_ESCHEMA, "schema_version",
                          "the tablet has schema version %d, the server %d; update the app",
                          (int)v->valuedouble, schema_version());
     else {
         *cursor = (int64_t)c->valuedouble;
+        *open = cJSON_IsTrue(op);
         *max_bytes = cap;
         if (cJSON_IsNumber(m) && m->valuedouble >= 1024 && m->valuedouble < (double)cap)
             *max_bytes = (size_t)m->valuedouble;
@@ -59,15 +68,86 @@ static int parse_request(const uint8_t *req, size_t len, size_t cap, int64_t *cu
     return rc;
 }
 
+/* Data key id for this page, unwrapped once per page from the reader's
+ * snapshot (pulls do not take srv->lock, which guards srv's key cache). */
+static int page_key(struct server *srv, struct store_reader *r, struct page *pg, int64_t id,
+                    const uint8_t **key)
+{
+    for (int i = 0; i < pg->nkeys; i++)
+        if (pg->keys[i].id == id) {
+            *key = pg->keys[i].key;
+            return pg->keys[i].rc;
+        }
+    if (pg->nkeys == (int)(sizeof pg->keys / sizeof pg->keys[0]))
+        return SYNC_ENOTFOUND;         /* more keys than that in one page: send sealed */
+    int rc = keyring_get_reader(srv, r, id, pg->keys[pg->nkeys].key);
+    if (rc == SYNC_EIO)                /* not remembered: the pull fails and is retried */
+        return rc;
+    pg->keys[pg->nkeys].id = id;
+    pg->keys[pg->nkeys].rc = rc;
+    *key = pg->keys[pg->nkeys++].key;
+    return rc;
+}
+
+/* Replaces the personal values of a row by their opened form (pcrypt.h)
+ * where the tablet can seal them again into the same bytes: sealed with a
+ * synthetic nonce under a key the tablet holds (every device gets every
+ * data key).  The page travels in the device's envelope.  Values sealed
+ * with a random nonce (before synthetic nonces) or that do not open go
+ * as they are.  opened[] gets the buffers to wipe and free. */
+static int open_personal(struct server *srv, struct store_reader *r, struct page *pg,
+                         const struct pol_table *t, struct cs_value *vals, uint8_t **opened)
+{
+    const struct cs_value *pk = &vals[t->id_col];
+    for (int c = 0; c < t->ncol; c++) {
+        struct cs_value *v = &vals[c];
+        uint32_t kid;
+        const uint8_t *key;
+        if (!((t->personal >> c) & 1) || v->type != CS_BLOB || pk->type != CS_BLOB ||
+            !pv_is_sealed(v->p, v->n, &kid) || kid == 0)
+            continue;
+        int rc = page_key(srv, r, pg, kid, &key);
+        if (rc == SYNC_EIO)
+            return rc;
+        if (rc != SYNC_OK)
+            continue;
+        uint8_t *pt = NULL;
+        size_t ptlen = 0;
+        int synthetic = 0;
+        rc = pv_open_ex(key, t->name, t->cols[c], pk->p, pk->n, v->p, v->n, &pt, &ptlen,
+                        &synthetic);
+        if (rc == SYNC_ENOMEM)
+            return rc;
+        if (rc == SYNC_OK && synthetic) {
+            if ((opened[c] = es_malloc(PV_OPENED_HDR + ptlen)) == NULL) {
+                sodium_memzero(pt, ptlen);
+                es_free(pt);
+                return SYNC_ENOMEM;
+            }
+            opened[c][0] = PV_OPENED;
+            be32_put(opened[c] + 1, kid);
+            memcpy(opened[c] + PV_OPENED_HDR, pt, ptlen);
+            v->p = opened[c];
+            v->n = PV_OPENED_HDR + ptlen;
+        }
+        if (pt) {
+            sodium_memzero(pt, ptlen);
+            es_free(pt);
+        }
+    }
+    return SYNC_OK;
+}
+
 /* Adds one row (or its tombstone) of table index ti to the page. */
 static int add_row(struct server *srv, struct store_reader *r, struct page *pg, int ti,
                    const void *pk, int pklen, int deleted)
 {
     const struct pol_table *t = &srv->pol->tables[ti];
     struct cs_value vals[POL_MAXCOL];
+    uint8_t *opened[POL_MAXCOL] = {0};
     sqlite3_stmt *st = NULL;
     char sql[160];
-    int found = 0;
+    int found = 0, rc = SYNC_OK;
     if (!deleted) {
         snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" WHERE id = ?1", t->name);
         if ((st = store_reader_stmt(r, sql)) == NULL)
@@ -94,18 +174,28 @@ static int add_row(struct server *srv, struct store_reader *r, struct page *pg, 
         vals[t->id_col].p = pk;
         vals[t->id_col].n = (size_t)pklen;
     }
-    if (!pg->started[ti]) {
-        cs_writer_table(&pg->w[ti], t->name, t->ncol, t->pk);
-        pg->started[ti] = 1;
+    if (found && pg->open && t->personal)
+        rc = open_personal(srv, r, pg, t, vals, opened);
+    if (rc == SYNC_OK) {
+        if (!pg->started[ti]) {
+            cs_writer_table(&pg->w[ti], t->name, t->ncol, t->pk);
+            pg->started[ti] = 1;
+        }
+        size_t before = pg->w[ti].b.len;
+        cs_writer_change(&pg->w[ti], found ? CS_INSERT : CS_DELETE, 0, found ? NULL : vals,
+                         found ? vals : NULL);
+        pg->bytes += pg->w[ti].b.len - before;
+        pg->rows++;
+        rc = pg->w[ti].b.oom ? SYNC_ENOMEM : SYNC_OK;
     }
-    size_t before = pg->w[ti].b.len;
-    cs_writer_change(&pg->w[ti], found ? CS_INSERT : CS_DELETE, 0, found ? NULL : vals,
-                     found ? vals : NULL);
-    pg->bytes += pg->w[ti].b.len - before;
-    pg->rows++;
+    for (int i = 0; i < t->ncol; i++)
+        if (opened[i]) {
+            sodium_memzero(opened[i], vals[i].n);
+            es_free(opened[i]);
+        }
     if (st)
         sqlite3_reset(st);
-    return pg->w[ti].b.oom ? SYNC_ENOMEM : SYNC_OK;
+    return rc;
 }
 
 /* One integer from a cached statement with a device id (?1) and an
@@ -320,7 +410,9 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
     cJSON *keys = cJSON_CreateArray();
     if (keys == NULL)
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
-    int rc = parse_request(req, len, srv->cfg.pull_max_bytes, &cursor, &max_bytes, &have_key, o);
+    int open = 0;
+    int rc = parse_request(req, len, srv->cfg.pull_max_bytes, &cursor, &max_bytes, &have_key,
+                           &open, o);
     if (rc != SYNC_OK) {
         cJSON_Delete(keys);
         return rc;
@@ -330,6 +422,7 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
         cJSON_Delete(keys);
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     }
+    pg->open = open;
     for (int i = 0; i < srv->pol->ntables; i++)
         cs_writer_init(&pg->w[i]);
     /* A read connection: the pull does not wait for a commit in progress. */
@@ -381,7 +474,8 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
             cJSON_AddNumberToObject(j, "acked_seq", (double)acked) &&
             cJSON_AddNumberToObject(j, "confirmed_seq", (double)confirmed) &&
             cJSON_AddStringToObject(j, "hlc", hlcs) &&
-            cJSON_AddNumberToObject(j, "rows", (double)pg->rows)) {
+            cJSON_AddNumberToObject(j, "rows", (double)pg->rows) &&
+            (!pg->open || cJSON_AddBoolToObject(j, "opened", 1))) {
             int ok = 1;
             if (cJSON_GetArraySize(keys) > 0) {
                 ok = cJSON_AddItemToObject(j, "keys", keys);   /* fails: keys stay ours */
@@ -395,8 +489,12 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
         rc = json ? assemble(srv, pg, json, reply, replylen) : SYNC_ENOMEM;
         cJSON_free(json);
     }
-    for (int i = 0; i < srv->pol->ntables; i++)
+    for (int i = 0; i < srv->pol->ntables; i++) {
+        if (pg->open && pg->w[i].b.p)
+            sodium_memzero(pg->w[i].b.p, pg->w[i].b.len);
         cs_writer_reset(&pg->w[i]);
+    }
+    sodium_memzero(pg->keys, sizeof pg->keys);
     es_free(pg);
     cJSON_Delete(keys);
     if (rc != SYNC_OK && o->status == SYNC_OK)

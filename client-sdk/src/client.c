@@ -521,6 +521,11 @@ static int pv_get(void *ctx, int64_t id, uint8_t key[32])
     return rc;
 }
 
+int client_cached_key(struct sync_client *c, int64_t id, uint8_t key[32])
+{
+    return pv_get(c, id, key);
+}
+
 static int64_t pv_active(void *ctx)
 {
     return ((struct sync_client *)ctx)->active_key;

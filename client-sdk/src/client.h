@@ -64,6 +64,9 @@ int client_sql(struct sync_client *c, const char *sql);
  * yet, SYNC_ECRYPTO if it does not open. */
 int client_data_key(struct sync_client *c, int64_t id, uint8_t key[32]);
 
+/* client_data_key through the tablet's small cache of opened keys. */
+int client_cached_key(struct sync_client *c, int64_t id, uint8_t key[32]);
+
 /* Re-reads the newest data key id after keys arrived. */
 void client_keys_changed(struct sync_client *c);
 

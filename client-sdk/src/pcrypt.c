@@ -24,6 +24,30 @@ static uint8_t *make_ad(const char *table, const char *column, const uint8_t *pk
     return ad;
 }
 
+/* The synthetic nonce: keyed BLAKE2b-192, under a subkey of the data key,
+ * of the associated data's length, the associated data and the plaintext.
+ * A value is then a function of (key, table, column, row, plaintext): two
+ * different plaintexts of one cell get different nonces (a collision is a
+ * 2^-96 birthday event), and the same plaintext gets the same bytes, which
+ * is what lets a pull carry the plaintext and the tablet rebuild the exact
+ * sealed value (docs/ARCHITECTURE.md, "Deterministic sealing"). */
+static void synthetic_nonce(uint8_t nonce[24], const uint8_t key[32], const uint8_t *ad,
+                            size_t adlen, const uint8_t *pt, size_t ptlen)
+{
+    uint8_t nk[32], len[8];
+    crypto_generichash_state h;
+    crypto_kdf_derive_from_key(nk, sizeof nk, 1, "es_pvnon", key);
+    for (int i = 0; i < 8; i++)
+        len[i] = (uint8_t)((uint64_t)adlen >> (8 * i));
+    crypto_generichash_init(&h, nk, sizeof nk, 24);
+    crypto_generichash_update(&h, len, sizeof len);
+    crypto_generichash_update(&h, ad, adlen);
+    crypto_generichash_update(&h, pt, ptlen);
+    crypto_generichash_final(&h, nonce, 24);
+    sodium_memzero(nk, sizeof nk);
+    sodium_memzero(&h, sizeof h);
+}
+
 int pv_seal(const uint8_t key[32], uint32_t key_id, const char *table, const char *column,
             const uint8_t *pk, size_t pklen, const uint8_t *pt, size_t ptlen,
             uint8_t **out, size_t *outlen)
@@ -40,7 +64,7 @@ int pv_seal(const uint8_t key[32], uint32_t key_id, const char *table, const cha
     }
     ct[0] = PV_VERSION;
     be32_put(ct + 1, key_id);
-    randombytes_buf(ct + 5, 24);
+    synthetic_nonce(ct + 5, key, ad, adlen, pt, ptlen);
     unsigned long long n = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(ct + PV_HDRBYTES, &n, pt, ptlen, ad, adlen, NULL,
                                                ct + 5, key);
@@ -63,6 +87,13 @@ int pv_open(const uint8_t key[32], const char *table, const char *column,
             const uint8_t *pk, size_t pklen, const uint8_t *ct, size_t ctlen,
             uint8_t **pt, size_t *ptlen)
 {
+    return pv_open_ex(key, table, column, pk, pklen, ct, ctlen, pt, ptlen, NULL);
+}
+
+int pv_open_ex(const uint8_t key[32], const char *table, const char *column,
+               const uint8_t *pk, size_t pklen, const uint8_t *ct, size_t ctlen,
+               uint8_t **pt, size_t *ptlen, int *synthetic)
+{
     size_t adlen;
     *pt = NULL;
     *ptlen = 0;
@@ -78,6 +109,11 @@ int pv_open(const uint8_t key[32], const char *table, const char *column,
     unsigned long long n = 0;
     int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(p, &n, NULL, ct + PV_HDRBYTES,
                                                         ctlen - PV_HDRBYTES, ad, adlen, ct + 5, key);
+    if (rc == 0 && synthetic) {
+        uint8_t nonce[24];
+        synthetic_nonce(nonce, key, ad, adlen, p, (size_t)n);
+        *synthetic = sodium_memcmp(nonce, ct + 5, sizeof nonce) == 0;
+    }
     es_free(ad);
     if (rc != 0) {
         es_free(p);

@@ -5,6 +5,12 @@
  *     XChaCha20-Poly1305-IETF ciphertext and tag
  * with associated data  table NUL column NUL primary key, so a value cannot
  * be moved to another row or column.  Tablet and server use the same code.
+ *
+ * The nonce is synthetic: derived from the key, the associated data and the
+ * plaintext (see pcrypt.c), so sealing is deterministic.  Inside an
+ * encrypted pull a value may travel opened, as a BLOB
+ *     0xE2 (PV_OPENED) | key id (u32, big-endian) | plaintext
+ * and the tablet seals it again into the very bytes the server holds.
  */
 #ifndef ES_PCRYPT_H
 #define ES_PCRYPT_H
@@ -13,6 +19,8 @@
 #include <stdint.h>
 
 #define PV_VERSION   0xE1
+#define PV_OPENED    0xE2
+#define PV_OPENED_HDR (1 + 4)
 #define PV_HDRBYTES  (1 + 4 + 24)
 #define PV_OVERHEAD  (PV_HDRBYTES + 16)
 #define PV_BIDXBYTES 16
@@ -27,6 +35,13 @@ int pv_seal(const uint8_t key[32], uint32_t key_id, const char *table, const cha
 int pv_open(const uint8_t key[32], const char *table, const char *column,
             const uint8_t *pk, size_t pklen, const uint8_t *ct, size_t ctlen,
             uint8_t **pt, size_t *ptlen);
+
+/* pv_open, and *synthetic = 1 if ct's nonce is the one pv_seal derives for
+ * this plaintext (so pv_seal rebuilds ct from the plaintext), else 0.
+ * Values sealed before nonces were synthetic had random nonces: 0. */
+int pv_open_ex(const uint8_t key[32], const char *table, const char *column,
+               const uint8_t *pk, size_t pklen, const uint8_t *ct, size_t ctlen,
+               uint8_t **pt, size_t *ptlen, int *synthetic);
 
 /* 1 and *key_id if ct has the sealed-value layout, else 0. */
 int pv_is_sealed(const uint8_t *ct, size_t ctlen, uint32_t *key_id);

@@ -22,6 +22,7 @@
 
 #include "changeset.h"
 #include "envelope.h"
+#include "pcrypt.h"
 #include "rowval.h"
 #include "schema.h"
 #include "transport.h"
@@ -595,6 +596,7 @@ struct page {
     int      more;
     const uint8_t *cs;
     size_t   cslen, nchanges;
+    int      opened;          /* personal values may travel opened (pcrypt.h) */
     cJSON   *json;            /* owned: the reply header (keys) */
 };
 
@@ -624,6 +626,7 @@ static int parse_page(struct sync_client *c, const uint8_t *pt, size_t len, stru
     }
     pg->cursor = (int64_t)cur->valuedouble;
     pg->more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "more"));
+    pg->opened = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "opened"));
     pg->acked_seq = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "acked_seq"));
     pg->confirmed_seq = (int64_t)cJSON_GetNumberValue(
         cJSON_GetObjectItemCaseSensitive(j, "confirmed_seq"));
@@ -677,22 +680,98 @@ static long count_int(struct sync_client *c, const char *sql, int64_t a)
     return n;
 }
 
+/* Seals the opened personal values of a page (pcrypt.h) again, with the
+ * key they name, into *out: the same bytes the server holds, since sealing
+ * is deterministic.  The rest of the page is copied as it is. */
+static int reseal_page(struct sync_client *c, const struct page *pg, uint8_t **out,
+                       size_t *outlen)
+{
+    struct cs_iter *it = es_malloc(sizeof *it);
+    struct cs_writer w;
+    const char *section = NULL;
+    int rc = SYNC_OK, more;
+    uint8_t key[32];
+    *out = NULL;
+    *outlen = 0;
+    if (it == NULL)
+        return client_fail(c, SYNC_ENOMEM, "not enough memory to read the pull page");
+    cs_writer_init(&w);
+    cs_iter_init(it, pg->cs, pg->cslen);
+    while (rc == SYNC_OK && (more = cs_iter_next(it)) == 1) {
+        const struct pol_table *t = policy_table(c->pol, it->table);
+        uint8_t *sealed[2][POL_MAXCOL] = {{0}};
+        struct cs_value *recs[2] = { it->old, it->new_ };
+        if (it->table != section) {
+            cs_writer_table(&w, it->table, it->ncol, it->pk);
+            section = it->table;
+        }
+        for (int r = 0; t && t->personal && rc == SYNC_OK && r < 2; r++) {
+            struct cs_value *v = recs[r], *pk = &recs[r][t->id_col];
+            for (int i = 0; rc == SYNC_OK && i < t->ncol; i++) {
+                if (!((t->personal >> i) & 1) || v[i].type != CS_BLOB ||
+                    v[i].n < PV_OPENED_HDR || v[i].p[0] != PV_OPENED)
+                    continue;
+                uint32_t kid = be32_get(v[i].p + 1);
+                size_t n = 0;
+                if (pk->type != CS_BLOB || kid == 0 || client_cached_key(c, kid, key) != SYNC_OK) {
+                    rc = client_fail(c, SYNC_EPROTO, "the server sent %s.%s under data key %u, "
+                                     "which this tablet cannot use", t->name, t->cols[i],
+                                     (unsigned)kid);
+                    break;
+                }
+                rc = pv_seal(key, kid, t->name, t->cols[i], pk->p, pk->n, v[i].p + PV_OPENED_HDR,
+                             v[i].n - PV_OPENED_HDR, &sealed[r][i], &n);
+                sodium_memzero(key, sizeof key);
+                if (rc != SYNC_OK) {
+                    rc = client_fail(c, rc, "not enough memory to seal personal data");
+                    break;
+                }
+                v[i].p = sealed[r][i];
+                v[i].n = n;
+            }
+        }
+        if (rc == SYNC_OK)
+            cs_writer_change(&w, it->op, it->indirect, it->old, it->new_);
+        for (int r = 0; r < 2; r++)
+            for (int i = 0; t && i < t->ncol; i++)
+                es_free(sealed[r][i]);
+    }
+    if (rc == SYNC_OK && more < 0)
+        rc = client_fail(c, SYNC_EPROTO, "server sent a malformed changeset");
+    es_free(it);
+    if (rc == SYNC_OK && (rc = cs_writer_finish(&w, out, outlen)) != SYNC_OK)
+        rc = client_fail(c, rc, "not enough memory to read the pull page");
+    cs_writer_reset(&w);
+    return rc;
+}
+
 static int apply_page(struct sync_client *c, const struct page *pg)
 {
     struct page_ctx p = {0};
+    uint8_t *cs = NULL;
+    size_t cslen = pg->cslen;
     int rc = client_sql(c, "PRAGMA foreign_keys = OFF");
     if (rc == SYNC_OK)
         rc = tx_begin(c);
     if (rc != SYNC_OK)
         return rc;
+    /* Keys first: the first page brings the keys its opened values need. */
+    if ((rc = store_keys(c, pg->json)) == SYNC_OK)
+        client_keys_changed(c);
+    if (rc == SYNC_OK && pg->opened && pg->cslen > 0)
+        rc = reseal_page(c, pg, &cs, &cslen);
+    if (rc != SYNC_OK) {
+        es_free(cs);
+        return tx_end(c, rc);
+    }
     long confirm = count_int(c, "SELECT count(*) FROM outbox WHERE state = 'pending' AND "
                                 "batch_seq <= ?1", pg->confirmed_seq);
     long shelve = count_int(c, "SELECT count(*) FROM outbox WHERE state = 'quarantined' AND "
                                "undone = ?1", 0);
     if (pg->nchanges > 0 || confirm > 0 || shelve > 0) {
         rc = undo_all(c);
-        if (rc == SYNC_OK && pg->cslen > 0 &&
-            sqlite3changeset_apply_v2(c->db, (int)pg->cslen, (void *)pg->cs, NULL,
+        if (rc == SYNC_OK && cslen > 0 &&
+            sqlite3changeset_apply_v2(c->db, (int)cslen, cs ? cs : (void *)pg->cs, NULL,
                                       page_conflict, &p, NULL, NULL,
                                       SQLITE_CHANGESETAPPLY_NOSAVEPOINT) != SQLITE_OK)
             rc = client_fail(c, SYNC_EIO, "apply: %s", sqlite3_errmsg(c->db));
@@ -704,8 +783,7 @@ static int apply_page(struct sync_client *c, const struct page *pg)
         if (rc == SYNC_OK)
             rc = client_sql(c, "UPDATE outbox SET undone = 1 WHERE state = 'quarantined'");
     }
-    if (rc == SYNC_OK && (rc = store_keys(c, pg->json)) == SYNC_OK)
-        client_keys_changed(c);
+    es_free(cs);
     /* The reply to a push may have been lost after the server applied it. */
     if (rc == SYNC_OK)
         rc = exec_int(c, "DELETE FROM pending_batch WHERE batch_seq <= ?1", pg->acked_seq, 0);
@@ -727,7 +805,8 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
     meta_get_int(c, "cursor", &cursor);
     long have_key = count_int(c, "SELECT coalesce(max(key_id), ?1) FROM data_keys", -1);
     snprintf(req, sizeof req, "{\"cursor\":%lld,\"max_bytes\":%u,\"schema_version\":%d,"
-             "\"have_key\":%ld}", (long long)cursor, PULL_MAX_BYTES, schema_version(), have_key);
+             "\"have_key\":%ld,\"open_personal\":true}", (long long)cursor, PULL_MAX_BYTES,
+             schema_version(), have_key);
     int rc = request(c, "/v1/pull", ENV_PULL, 0, (const uint8_t *)req, strlen(req),
                      &pt, &ptlen, &http, &eb, &eblen);
     if (rc != SYNC_OK)
@@ -742,6 +821,7 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
     if (rc == SYNC_OK)
         rc = apply_page(c, &pg);
     cJSON_Delete(pg.json);
+    sodium_memzero(pt, ptlen);          /* opened personal values */
     if (rc == SYNC_OK) {
         *more = pg.more;
         if (stats) {

@@ -808,7 +808,14 @@ static void bench_wire(const struct srv_proc *srv)
 #define BIG_CASES   1000
 #define BIG_ITEMS   4000
 
-static double init_s, init_bytes_row;
+static double init_s, init_bytes_row, init_srv_cpu_s, init_tab_cpu_s;
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 static long   init_rows, init_bytes;
 
 static void bench_initial(void)
@@ -857,14 +864,23 @@ static void bench_initial(void)
                  1 + i / 6000, 1 + i % 28, 1764474000000LL + i * 1000LL);
         ASSERT_EQ(store_exec(s.db, sql), SYNC_OK);
     }
+    /* Visit notes vary as a caregiver's do: a few visitors and places, a
+     * blood pressure and one of a handful of remarks (sealed per value, so
+     * only pulls that carry them opened let the compressor see repeats). */
+    static const char *const who[] = { "李桂兰", "张丽", "王建华", "赵敏", "陈晓燕", "刘洋" };
+    static const char *const loc[] = { "家中", "村委会", "卫生室", "子女家", "日间照料中心" };
+    static const char *const rem[] = { "身体良好", "腿脚不便，需助行器", "独居，情绪稳定",
+                                       "血糖偏高，已提醒复查", "屋顶漏雨，已上报", "睡眠差",
+                                       "药品充足", "家属在场", "需要上门理发", "听力下降" };
     for (int i = 0; i < BIG_VISITS; i++) {
         id_new(vis[i]);
         snprintf(sql, sizeof sql, "INSERT INTO visits (id, township_id, senior_id, campaign_id, "
                  "kind, visitor, visited_at, service_date, location, notes) VALUES (%s, %s, %s, "
-                 "%s, 'routine', '李桂兰', %lld, '2026-%02d-%02d', '家中', '身体良好')",
+                 "%s, 'routine', '%s', %lld, '2026-%02d-%02d', '%s', '血压%u/%u，%s')",
                  xid(vis[i], a), xid(cty.twp[0], b), xid(sen[i % BIG_SENIORS], c),
-                 i % 4 ? "NULL" : xid(cty.campaign, d), 1764474000000LL + i * 1000LL,
-                 1 + i / 3000, 1 + i % 28);
+                 i % 4 ? "NULL" : xid(cty.campaign, d), who[rnd_below(&rs, 6)],
+                 1764474000000LL + i * 1000LL, 1 + i / 3000, 1 + i % 28, loc[rnd_below(&rs, 5)],
+                 100 + rnd_below(&rs, 70), 60 + rnd_below(&rs, 35), rem[rnd_below(&rs, 10)]);
         ASSERT_EQ(store_exec(s.db, sql), SYNC_OK);
     }
     for (int i = 0; i < BIG_HANDOUT; i++) {
@@ -895,9 +911,11 @@ static void bench_initial(void)
     srv_start_config(&srv, dir, db, "{\"device_rate_per_s\": 0, \"ip_rate_per_s\": 0}");
     struct sync_client *tab = tablet_new(&srv, "carer", "caregiver", cty.twp[0]);
     struct sync_stats stt;
-    double t0 = mono();
+    double t0 = mono(), scpu0 = proc_cpu_s(srv.pid), tcpu0 = thread_cpu_s();
     ASSERT_EQ(sync_run(tab, &stt), SYNC_OK);
     init_s = mono() - t0;
+    init_tab_cpu_s = thread_cpu_s() - tcpu0;
+    init_srv_cpu_s = proc_cpu_s(srv.pid) - scpu0;
     init_rows = stt.pulled;
     init_bytes = (long)(stt.bytes_up + stt.bytes_down);
     init_bytes_row = (double)init_bytes / (double)init_rows;
@@ -961,7 +979,7 @@ static void bench_all(void)
     merge_push_s = merge_plain_s = small_per_s = bytes_meal = json_meal = lunch_cpu_ms = NAN;
     push_cpu_ms = sync_cpu_ms = NAN;
     push1_per_s = pushn_per_s = lat_p50_ms = lat_p99_ms = lat_max_ms = NAN;
-    open_achieved = closed_per_s = init_s = init_bytes_row = NAN;
+    open_achieved = closed_per_s = init_s = init_bytes_row = init_srv_cpu_s = init_tab_cpu_s = NAN;
     write_sdk_us = write_plain_us = seal_us = open_us = NAN;
     if (want("seal"))
         bench_seal();
@@ -1018,6 +1036,8 @@ static void bench_all(void)
     printf("%-40s %13.2f ms\n", "  server CPU per sync (user+sys)", sync_cpu_ms);
     printf("%-40s %14.0f/s\n", "  = syncs/s on 2 idle cores, at most", 2e3 / sync_cpu_ms);
     printf("%-40s %14.2f s %12s\n", "initial sync, 10k seniors + 100k rows", init_s, "<= 2 s");
+    printf("%-40s %14.2f s\n", "  server CPU (user+sys)", init_srv_cpu_s);
+    printf("%-40s %14.2f s\n", "  tablet CPU (its thread)", init_tab_cpu_s);
     printf("%-40s %14ld B\n", "  bytes on the wire", init_bytes);
     printf("%-40s %16ld\n", "  rows received (caregiver's share)", init_rows);
     printf("%-40s %14.1f B %12s\n", "  bytes per row", init_bytes_row, "<= 60 B");
@@ -1045,13 +1065,14 @@ static void bench_all(void)
            "\"server_cpu_ms_per_push\":%.3f,\"server_cpu_ms_per_sync\":%.3f,"
            "\"server_cpu_ms_per_lunch_push\":%.2f,\"load_avg\":%.2f,"
            "\"server_cpu_us_per_request_new_conn\":%.1f,"
-           "\"server_cpu_us_per_request_kept_conn\":%.1f}\n",
+           "\"server_cpu_us_per_request_kept_conn\":%.1f,"
+           "\"initial_sync_server_cpu_s\":%.3f,\"initial_sync_tablet_cpu_s\":%.3f}\n",
            push_rate, plain_rate, push_rate / plain_rate, pushn_per_s, push1_per_s, small_per_s,
            COMMIT_MODE, lat_p50_ms, lat_p99_ms, lat_max_ms, open_achieved, closed_per_s, init_s,
            init_bytes, init_rows, init_bytes_row, bytes_meal, json_meal, write_sdk_us,
            write_plain_us, write_sdk_us / write_plain_us, (double)rss_peak_kb / 1024, sync_fail,
            seal_us, open_us, push_cpu_ms, sync_cpu_ms, lunch_cpu_ms, load_avg(), conn_new_us,
-           conn_kept_us);
+           conn_kept_us, init_srv_cpu_s, init_tab_cpu_s);
 }
 
 int main(void)

@@ -1244,6 +1244,10 @@ static void test_bad_pull(void)
     pull_refused("{\"cursor\":\"0\"}", 14, 400, "bad_request");
     pull_refused("[0]", 3, 400, "bad_request");
     pull_refused("{\"cursor\":1e300}", 16, 400, "bad_request");
+    static const char open1[] = "{\"cursor\":0,\"open_personal\":1}";
+    static const char open2[] = "{\"cursor\":0,\"open_personal\":\"yes\"}";
+    pull_refused(open1, sizeof open1 - 1, 400, "bad_request");
+    pull_refused(open2, sizeof open2 - 1, 400, "bad_request");
     /* A push envelope on the pull route. */
     size_t n = 0;
     struct http_response r;

@@ -4,9 +4,15 @@
 #include <string.h>
 #include <unistd.h>
 #include <sodium.h>
+#include <cjson/cJSON.h>
 
+#include "changeset.h"
 #include "client.h"
+#include "envelope.h"
 #include "keyring.h"
+#include "pcrypt.h"
+#include "transport.h"
+#include "util.h"
 #include "store.h"
 #include "support.h"
 #include "test.h"
@@ -160,11 +166,220 @@ static void test_rotation_reseals_everything(void)
     sync_client_close(a);
 }
 
+/* pv_seal derives its nonce: the same value of the same cell seals to the
+ * same bytes; anything else differs; pv_open_ex tells the two kinds apart. */
+static void test_sealing_is_deterministic(void)
+{
+    uint8_t key[32], other[32], pk[16], pk2[16];
+    uint8_t *a = NULL, *b = NULL, *pt = NULL;
+    size_t an = 0, bn = 0, ptn = 0;
+    randombytes_buf(key, sizeof key);
+    randombytes_buf(other, sizeof other);
+    randombytes_buf(pk, sizeof pk);
+    memcpy(pk2, pk, 16);
+    pk2[15] ^= 1;
+    const uint8_t *v = (const uint8_t *)"王秀英";
+    size_t vn = strlen("王秀英");
+    ASSERT_EQ(pv_seal(key, 3, "seniors", "name", pk, 16, v, vn, &a, &an), SYNC_OK);
+    ASSERT_EQ(pv_seal(key, 3, "seniors", "name", pk, 16, v, vn, &b, &bn), SYNC_OK);
+    ASSERT_EQ(an, PV_OVERHEAD + vn);
+    ASSERT_EQ(an, bn);
+    ASSERT_MEM_EQ(a, b, an);
+    ASSERT_EQ(be32_get(a + 1), 3);
+    /* another row, column, value or key: another nonce */
+    struct { const uint8_t *k; const char *col; const uint8_t *pk; const char *v; } var[] = {
+        { key, "name", pk2, "王秀英" }, { key, "phone", pk, "王秀英" },
+        { key, "name", pk, "王秀兰" }, { other, "name", pk, "王秀英" },
+    };
+    for (size_t i = 0; i < sizeof var / sizeof var[0]; i++) {
+        free(b);
+        ASSERT_EQ(pv_seal(var[i].k, 3, "seniors", var[i].col, var[i].pk, 16,
+                          (const uint8_t *)var[i].v, strlen(var[i].v), &b, &bn), SYNC_OK);
+        ASSERT(memcmp(a + 5, b + 5, 24) != 0);
+    }
+    int synthetic = -1;
+    ASSERT_EQ(pv_open_ex(key, "seniors", "name", pk, 16, a, an, &pt, &ptn, &synthetic), SYNC_OK);
+    ASSERT_EQ(synthetic, 1);
+    ASSERT_EQ(ptn, vn);
+    ASSERT_MEM_EQ(pt, v, vn);
+    free(pt);
+    /* A value sealed with a random nonce (as before) opens, and is not synthetic. */
+    uint8_t ad[64];
+    size_t adn = 0;
+    memcpy(ad, "seniors\0name\0", 13);
+    memcpy(ad + 13, pk, 16);
+    adn = 29;
+    a[0] = PV_VERSION;
+    randombytes_buf(a + 5, 24);
+    unsigned long long cn = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(a + PV_HDRBYTES, &cn, v, vn, ad, adn, NULL, a + 5,
+                                               key);
+    ASSERT_EQ(pv_open_ex(key, "seniors", "name", pk, 16, a, an, &pt, &ptn, &synthetic), SYNC_OK);
+    ASSERT_EQ(synthetic, 0);
+    ASSERT_MEM_EQ(pt, v, vn);
+    free(pt);
+    a[an - 1] ^= 1;                                          /* and a forged one does not open */
+    ASSERT_EQ(pv_open_ex(key, "seniors", "name", pk, 16, a, an, &pt, &ptn, &synthetic),
+              SYNC_ECRYPTO);
+    free(a);
+    free(b);
+}
+
+/* The server's bytes of column col of row id, into out (at most cap). */
+static size_t server_blob(const char *table, const char *col, const uint8_t id[16], uint8_t *out,
+                          size_t cap)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char sql[160];
+    size_t n = 0;
+    snprintf(sql, sizeof sql, "SELECT \"%s\" FROM \"%s\" WHERE id = ?1", col, table);
+    ASSERT_EQ(sqlite3_open_v2(srv.db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    n = (size_t)sqlite3_column_bytes(st, 0);
+    ASSERT(n <= cap);
+    memcpy(out, sqlite3_column_blob(st, 0), n);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* One raw pull from cursor 0 by the tablet at path: the page's JSON
+ * header (cJSON_Delete it) and the value of seniors.name (column col) of
+ * the rows want[0..1], copied into got[i] (lengths in gotn[i]). */
+static cJSON *raw_pull(const char *path, const char *req, int col, uint8_t want[2][16],
+                       uint8_t got[2][256], size_t gotn[2])
+{
+    struct ident id;
+    struct env_header h;
+    struct http_response r;
+    uint8_t *env = NULL, *pt = NULL;
+    size_t n = 0, ptn = 0;
+    char err[256];
+    tablet_ident(path, &id);
+    memset(&h, 0, sizeof h);
+    h.version = ENV_VERSION;
+    h.kind = ENV_PULL;
+    memcpy(h.device_id, id.dev, 16);
+    ASSERT_EQ(env_seal(&h, id.tx, (const uint8_t *)req, strlen(req), &env, &n), SYNC_OK);
+    ASSERT_EQ(http_post(srv.url, "/v1/pull", NULL, env, n, 10000, 64u << 20, &r, err, sizeof err),
+              SYNC_OK);
+    free(env);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_EQ(env_open(r.body, r.len, ENV_PULL_REPLY, id.rx, NULL, &pt, &ptn), SYNC_OK);
+    http_response_free(&r);
+    size_t jlen = be32_get(pt);
+    cJSON *j = cJSON_ParseWithLength((const char *)pt + 4, jlen);
+    ASSERT_NOT_NULL(j);
+    static struct cs_iter it;
+    cs_iter_init(&it, pt + 4 + jlen, ptn - 4 - jlen);
+    gotn[0] = gotn[1] = 0;
+    while (cs_iter_next(&it) == 1) {
+        if (strcmp(it.table, "seniors") != 0 || it.op != CS_INSERT)
+            continue;
+        for (int i = 0; i < 2; i++)
+            if (it.new_[0].type == CS_BLOB && it.new_[0].n == 16 &&
+                memcmp(it.new_[0].p, want[i], 16) == 0) {
+                ASSERT_EQ(it.new_[col].type, CS_BLOB);
+                ASSERT(it.new_[col].n <= 256);
+                memcpy(got[i], it.new_[col].p, it.new_[col].n);
+                gotn[i] = it.new_[col].n;
+            }
+    }
+    free(pt);
+    ASSERT(gotn[0] > 0 && gotn[1] > 0);
+    return j;
+}
+
+/* A tablet that asks for it gets personal values opened inside its
+ * encrypted page and seals them again into the server's exact bytes; a
+ * value sealed with a random nonce (before synthetic nonces) travels
+ * sealed; a tablet that does not ask gets every value sealed. */
+static void test_pull_opens_personal_values(void)
+{
+    struct sync_client *a = tablet_new(&srv, "openA", "caregiver", cty.twp[1]);
+    char path[256], sql[512], x[36];
+    snprintf(path, sizeof path, "%s/openA.db", srv.dir);
+    uint8_t key[32], want[2][16], got[2][256], server[2][256], ad[64];
+    size_t gotn[2], servern[2];
+    ASSERT_EQ(sync_run(a, NULL), SYNC_OK);
+    server_key(1, key);
+    memcpy(want[0], cty.senior[1][0], 16);
+    memcpy(want[1], cty.senior[1][1], 16);
+    /* senior 0's name as an older server sealed it: a random nonce */
+    const char *old = "Old Sealing";
+    uint8_t legacy[PV_OVERHEAD + 16];
+    legacy[0] = PV_VERSION;
+    be32_put(legacy + 1, 1);
+    randombytes_buf(legacy + 5, 24);
+    memcpy(ad, "seniors\0name\0", 13);
+    memcpy(ad + 13, want[0], 16);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(legacy + PV_HDRBYTES, NULL, (const uint8_t *)old,
+                                               strlen(old), ad, 29, NULL, legacy + 5, key);
+    size_t legacyn = PV_OVERHEAD + strlen(old);
+    char hex[2 * sizeof legacy + 1];
+    hex_encode(hex, legacy, legacyn);
+    snprintf(sql, sizeof sql, "UPDATE seniors SET name = x'%s' WHERE id = %s", hex,
+             xid(want[0], x));
+    srv_exec(&srv, sql);
+    for (int i = 0; i < 2; i++)
+        servern[i] = server_blob("seniors", "name", want[i], server[i], sizeof server[i]);
+    ASSERT_EQ(servern[0], legacyn);
+    ASSERT_MEM_EQ(server[0], legacy, legacyn);
+    int col = (int)server_count(srv.db, "SELECT cid FROM pragma_table_info('seniors') "
+                                        "WHERE name = 'name'");
+    ASSERT_GE(col, 1);
+
+    cJSON *j = raw_pull(path, "{\"cursor\":0,\"open_personal\":true}", col, want, got, gotn);
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "opened")));
+    cJSON_Delete(j);
+    ASSERT_EQ(gotn[0], servern[0]);                           /* random nonce: as it is */
+    ASSERT_MEM_EQ(got[0], server[0], servern[0]);
+    ASSERT_EQ(got[1][0], PV_OPENED);                          /* synthetic: opened */
+    ASSERT_EQ(be32_get(got[1] + 1), 1);
+    uint8_t *re = NULL, *pt = NULL;
+    size_t ren = 0, ptn = 0;
+    ASSERT_EQ(pv_open(key, "seniors", "name", want[1], 16, server[1], servern[1], &pt, &ptn),
+              SYNC_OK);
+    ASSERT_EQ(gotn[1], PV_OPENED_HDR + ptn);
+    ASSERT_MEM_EQ(got[1] + PV_OPENED_HDR, pt, ptn);
+    ASSERT_EQ(pv_seal(key, 1, "seniors", "name", want[1], 16, got[1] + PV_OPENED_HDR,
+                      gotn[1] - PV_OPENED_HDR, &re, &ren), SYNC_OK);
+    ASSERT_EQ(ren, servern[1]);
+    ASSERT_MEM_EQ(re, server[1], ren);                        /* the very same bytes */
+    free(re);
+    free(pt);
+
+    j = raw_pull(path, "{\"cursor\":0}", col, want, got, gotn);
+    ASSERT_NULL(cJSON_GetObjectItemCaseSensitive(j, "opened"));
+    cJSON_Delete(j);
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(gotn[i], servern[i]);
+        ASSERT_MEM_EQ(got[i], server[i], servern[i]);
+    }
+
+    /* Through the SDK: the tablet holds the server's bytes, both kinds. */
+    ASSERT_EQ(sync_run(a, NULL), SYNC_OK);
+    uint8_t mine[32], proj[32];
+    ASSERT_EQ(sync_content_hash(a, mine), SYNC_OK);
+    proj_hash(srv.db, "caregiver", cty.twp[1], NULL, proj);
+    ASSERT_MEM_EQ(mine, proj, 32);
+    char name[128];
+    snprintf(sql, sizeof sql, "SELECT name FROM seniors WHERE id = %s", xid(want[0], x));
+    ASSERT_EQ(sync_query(a, sql, first, name), SYNC_OK);
+    ASSERT_STR_EQ(name, old);
+    sync_client_close(a);
+}
+
 int main(void)
 {
     static const struct test_case tests[] = {
         TEST(test_tablet_receives_keys_and_rotation),
         TEST(test_sealed_keys_are_per_device),
+        TEST(test_sealing_is_deterministic),
+        TEST(test_pull_opens_personal_values),
         TEST(test_rotation_reseals_everything),
         { NULL, NULL }
     };

@@ -22,6 +22,8 @@ static void from_parts(struct cs_value *out, int type, sqlite3_int64 i, double r
         out->p = (const uint8_t *)"";
 }
 
+/* Each value is read only as its own type: asking SQLite for a TEXT
+ * value's integer or double parses the text (most of a pull's row cost). */
 void rowval_from_sqlite(struct cs_value *out, sqlite3_value *v)
 {
     if (v == NULL) {
@@ -30,25 +32,35 @@ void rowval_from_sqlite(struct cs_value *out, sqlite3_value *v)
         return;
     }
     int type = sqlite3_value_type(v);
-    const void *p = NULL;
-    if (type == SQLITE_TEXT)
-        p = sqlite3_value_text(v);
-    else if (type == SQLITE_BLOB)
-        p = sqlite3_value_blob(v);
-    from_parts(out, type, sqlite3_value_int64(v), sqlite3_value_double(v), p,
-               sqlite3_value_bytes(v));
+    switch (type) {
+    case SQLITE_INTEGER: from_parts(out, type, sqlite3_value_int64(v), 0, NULL, 0); break;
+    case SQLITE_FLOAT:   from_parts(out, type, 0, sqlite3_value_double(v), NULL, 0); break;
+    case SQLITE_TEXT:
+    case SQLITE_BLOB: {              /* the pointer first, then its length */
+        const void *p = type == SQLITE_TEXT ? (const void *)sqlite3_value_text(v)
+                                            : sqlite3_value_blob(v);
+        from_parts(out, type, 0, 0, p, sqlite3_value_bytes(v));
+        break;
+    }
+    default:             from_parts(out, type, 0, 0, NULL, 0); break;
+    }
 }
 
 void rowval_column(struct cs_value *out, sqlite3_stmt *st, int i)
 {
     int type = sqlite3_column_type(st, i);
-    const void *p = NULL;
-    if (type == SQLITE_TEXT)
-        p = sqlite3_column_text(st, i);
-    else if (type == SQLITE_BLOB)
-        p = sqlite3_column_blob(st, i);
-    from_parts(out, type, sqlite3_column_int64(st, i), sqlite3_column_double(st, i), p,
-               sqlite3_column_bytes(st, i));
+    switch (type) {
+    case SQLITE_INTEGER: from_parts(out, type, sqlite3_column_int64(st, i), 0, NULL, 0); break;
+    case SQLITE_FLOAT:   from_parts(out, type, 0, sqlite3_column_double(st, i), NULL, 0); break;
+    case SQLITE_TEXT:
+    case SQLITE_BLOB: {
+        const void *p = type == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, i)
+                                            : sqlite3_column_blob(st, i);
+        from_parts(out, type, 0, 0, p, sqlite3_column_bytes(st, i));
+        break;
+    }
+    default:             from_parts(out, type, 0, 0, NULL, 0); break;
+    }
 }
 
 int rowval_bind(sqlite3_stmt *st, int i, const struct cs_value *v)

@@ -173,6 +173,7 @@ static void json_bodies(void)
         "{\"cursor\":0,\"max_bytes\":1024,\"schema_version\":1,\"have_key\":0}",
         "{\"cursor\":3,\"max_bytes\":1e300}", "{\"cursor\":-1}", "[1,2,3]",
         "{\"cursor\":1.5}", "{\"cursor\":9e15,\"have_key\":1e15}",
+        "{\"cursor\":0,\"have_key\":-1,\"open_personal\":true}", "{\"cursor\":0,\"open_personal\":1}",
     };
     for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
         size_t l = strlen(reqs[i]);
@@ -513,6 +514,7 @@ int main(int argc, char **argv)
     static const char *const reqs[] = {
         "{\"cursor\":0}", "{\"cursor\":0,\"max_bytes\":1024,\"schema_version\":1}",
         "{\"cursor\":3,\"max_bytes\":1e300}", "{\"cursor\":-1}", "[1,2,3]",
+        "{\"cursor\":0,\"have_key\":-1,\"open_personal\":true}",
     };
     for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
         uint8_t in[128];

@@ -97,6 +97,20 @@ static void test_sealed_keys_are_per_device(void)
     uint8_t k[32];
     ASSERT_EQ(client_data_key(b, 1, k), SYNC_ECRYPTO);
     ASSERT_EQ(client_data_key(a, 1, k), SYNC_OK);
+    /* b cannot seal opened values again, so it asks for them sealed and
+     * still receives the server's exact bytes. */
+    char x[36];
+    snprintf(sql, sizeof sql, "UPDATE seniors SET name = 'Changed For B' WHERE id = %s",
+             xid(cty.senior[1][2], x));
+    srv_exec(&srv, sql);
+    int rc = sync_run(b, NULL);
+    if (rc != SYNC_OK)
+        fprintf(stderr, "  sync: %s\n", sync_client_errmsg(b));
+    ASSERT_EQ(rc, SYNC_OK);
+    uint8_t mine[32], want[32];
+    ASSERT_EQ(sync_content_hash(b, mine), SYNC_OK);
+    proj_hash(srv.db, "caregiver", cty.twp[1], NULL, want);
+    ASSERT_MEM_EQ(mine, want, 32);
     sync_client_close(a);
     sync_client_close(b);
 }

@@ -794,6 +794,25 @@ static int apply_page(struct sync_client *c, const struct page *pg)
     return tx_end(c, rc);
 }
 
+/* Whether every data key this tablet holds opens, so it can seal opened
+ * personal values again under whichever key the server names.  A damaged
+ * key leaves them sealed in its pulls, as before opened pages. */
+static int keys_usable(struct sync_client *c)
+{
+    sqlite3_stmt *st = NULL;
+    uint8_t key[32];
+    int step = SQLITE_ERROR;
+    if (sqlite3_prepare_v2(c->db, "SELECT key_id FROM data_keys WHERE key_id > 0", -1, &st,
+                           NULL) == SQLITE_OK)
+        while ((step = sqlite3_step(st)) == SQLITE_ROW &&
+               client_cached_key(c, sqlite3_column_int64(st, 0), key) == SYNC_OK)
+            ;
+    int ok = step == SQLITE_DONE;
+    sqlite3_finalize(st);
+    sodium_memzero(key, sizeof key);
+    return ok;
+}
+
 static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
 {
     int64_t cursor = 0;
@@ -804,9 +823,10 @@ static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
     *more = 0;
     meta_get_int(c, "cursor", &cursor);
     long have_key = count_int(c, "SELECT coalesce(max(key_id), ?1) FROM data_keys", -1);
+    int open = keys_usable(c);
     snprintf(req, sizeof req, "{\"cursor\":%lld,\"max_bytes\":%u,\"schema_version\":%d,"
-             "\"have_key\":%ld,\"open_personal\":true}", (long long)cursor, PULL_MAX_BYTES,
-             schema_version(), have_key);
+             "\"have_key\":%ld,\"open_personal\":%s}", (long long)cursor, PULL_MAX_BYTES,
+             schema_version(), have_key, open ? "true" : "false");
     int rc = request(c, "/v1/pull", ENV_PULL, 0, (const uint8_t *)req, strlen(req),
                      &pt, &ptlen, &http, &eb, &eblen);
     if (rc != SYNC_OK)

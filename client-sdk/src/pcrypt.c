@@ -24,27 +24,28 @@ static uint8_t *make_ad(const char *table, const char *column, const uint8_t *pk
     return ad;
 }
 
-/* The synthetic nonce: keyed BLAKE2b-192, under a subkey of the data key,
- * of the associated data's length, the associated data and the plaintext.
- * A value is then a function of (key, table, column, row, plaintext): two
- * different plaintexts of one cell get different nonces (a collision is a
- * 2^-96 birthday event), and the same plaintext gets the same bytes, which
- * is what lets a pull carry the plaintext and the tablet rebuild the exact
- * sealed value (docs/ARCHITECTURE.md, "Deterministic sealing"). */
+/* The synthetic nonce: BLAKE2b-192 keyed with the data key, personalised
+ * for this use (so it is a different function of the key from anything
+ * else keyed by it), of the associated data's length, the associated data
+ * and the plaintext.  A value is then a function of (key, table, column,
+ * row, plaintext): two different plaintexts of one cell get different
+ * nonces (a collision is a 2^-96 birthday event), and the same plaintext
+ * gets the same bytes, which is what lets a pull carry the plaintext and
+ * the tablet rebuild the exact sealed value (docs/ARCHITECTURE.md,
+ * "Deterministic sealing"). */
 static void synthetic_nonce(uint8_t nonce[24], const uint8_t key[32], const uint8_t *ad,
                             size_t adlen, const uint8_t *pt, size_t ptlen)
 {
-    uint8_t nk[32], len[8];
-    crypto_generichash_state h;
-    crypto_kdf_derive_from_key(nk, sizeof nk, 1, "es_pvnon", key);
+    static const uint8_t personal[crypto_generichash_blake2b_PERSONALBYTES] = "es.pv.nonce.v1";
+    uint8_t len[8];
+    crypto_generichash_blake2b_state h;
     for (int i = 0; i < 8; i++)
         len[i] = (uint8_t)((uint64_t)adlen >> (8 * i));
-    crypto_generichash_init(&h, nk, sizeof nk, 24);
-    crypto_generichash_update(&h, len, sizeof len);
-    crypto_generichash_update(&h, ad, adlen);
-    crypto_generichash_update(&h, pt, ptlen);
-    crypto_generichash_final(&h, nonce, 24);
-    sodium_memzero(nk, sizeof nk);
+    crypto_generichash_blake2b_init_salt_personal(&h, key, 32, 24, NULL, personal);
+    crypto_generichash_blake2b_update(&h, len, sizeof len);
+    crypto_generichash_blake2b_update(&h, ad, adlen);
+    crypto_generichash_blake2b_update(&h, pt, ptlen);
+    crypto_generichash_blake2b_final(&h, nonce, 24);
     sodium_memzero(&h, sizeof h);
 }
 

@@ -20,6 +20,11 @@
  *  - no_retry_after_partial_reply: a reply cut after 1..k bytes on a reused
  *    connection gives SYNC_ENET with no second attempt (no new connection);
  *    the next sync settles it; every meal once.
+ *  - pages_fetched_ahead: a pull of many pages asks for the next page on a
+ *    second connection while it applies the current one: two connections
+ *    in all, every row once, the tablet equal to the server; a page fetched
+ *    ahead whose reply is cut fails the sync after the pages before it,
+ *    and the next sync pulls the rest.
  */
 #include <errno.h>
 #include <poll.h>
@@ -475,6 +480,63 @@ static void test_no_retry_after_partial_reply(void)
     fix_stop(&f);
 }
 
+/* count meals of hall 0 written on the server, as another tablet's */
+static void server_meals(struct fix *f, int count)
+{
+    char sql[1024], s[36], h[36];
+    snprintf(sql, sizeof sql, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+             "WHERE i < %d) INSERT INTO meal_logs (id, senior_id, hall_id, service_date, "
+             "meal_period, mode, served_at, price_paid_fen, subsidy_fen) SELECT uuid7(), %s, %s, "
+             "'2026-11-30', 'lunch', 'dine_in', i, 1000, 0 FROM n", count,
+             xid(f->cty.senior[f->cty.hall_twp[0]][0], s), xid(f->cty.hall[0], h));
+    srv_exec(&f->srv, sql);
+}
+
+static void same_as_server(struct fix *f)
+{
+    uint8_t mine[32], want[32];
+    ASSERT_EQ(sync_content_hash(f->c, mine), SYNC_OK);
+    proj_hash(f->db, "hall", f->cty.twp[f->cty.hall_twp[0]], f->cty.hall[0], want);
+    ASSERT_MEM_EQ(mine, want, 32);
+}
+
+static void test_pages_fetched_ahead(void)
+{
+    struct fix f;
+    fix_start(&f, "ka_pages", "{\"pull_max_bytes\": 4096}");
+    server_meals(&f, 400);
+    long p0 = atomic_load(&f.px.conns), o0 = f.c->conn.opened, r0 = f.c->conn.reused;
+    long q0 = f.c->conn2.opened, s0 = f.c->conn2.reused;
+    struct sync_stats st;
+    ASSERT_EQ(sync_run(f.c, &st), SYNC_OK);
+    ASSERT_EQ(st.pulled, 400);
+    ASSERT_EQ(atomic_load(&f.px.conns) - p0, 2);
+    ASSERT_EQ(f.c->conn.opened - o0, 1);
+    ASSERT_EQ(f.c->conn2.opened - q0, 1);
+    long pages = 1 + (f.c->conn.reused - r0) + 1 + (f.c->conn2.reused - s0);
+    ASSERT_GE(pages, 6);
+    ASSERT_EQ(f.c->conn.fd, -1);
+    ASSERT_EQ(f.c->conn2.fd, -1);
+    same_as_server(&f);
+
+    /* The third page is fetched ahead on the first connection, its second
+     * request there: cut its reply. */
+    server_meals(&f, 400);
+    atomic_store(&f.px.cut_reply, 20);
+    ASSERT_EQ(sync_run(f.c, &st), SYNC_ENET);
+    ASSERT_EQ(atomic_load(&f.px.cut_reply), -1);     /* the cut happened */
+    ASSERT(st.pulled > 0 && st.pulled < 400);        /* the pages before it stay */
+    long first = st.pulled;
+    ASSERT_EQ(f.c->conn2.fd, -1);
+    ASSERT_EQ(sync_run(f.c, &st), SYNC_OK);
+    ASSERT_EQ(first + st.pulled, 400);
+    same_as_server(&f);
+    ASSERT_EQ(server_count(f.db, "SELECT count(*) FROM meal_logs"), 800);
+    printf("pages_fetched_ahead: 400 rows in %ld pages over 2 connections; a page fetched "
+           "ahead and cut: %ld rows kept, the rest by the next sync\n", pages, first);
+    fix_stop(&f);
+}
+
 int main(void)
 {
     static const struct test_case tests[] = {
@@ -483,6 +545,7 @@ int main(void)
         TEST(test_idle_closed_by_server),
         TEST(test_stale_retried_once),
         TEST(test_no_retry_after_partial_reply),
+        TEST(test_pages_fetched_ahead),
         { NULL, NULL }
     };
     return test_run_all("test_keepalive", tests);

@@ -288,6 +288,7 @@ int sync_client_open(struct sync_client **out, const char *db_path,
         return SYNC_ENOMEM;
     c->timeout_ms = 30000;
     http_conn_init(&c->conn, HTTP_IDLE_MAX_MS);
+    http_conn_init(&c->conn2, HTTP_IDLE_MAX_MS);
     int rc = SYNC_EIO;
     if (sqlite3_open_v2(db_path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                         NULL) != SQLITE_OK) {
@@ -335,6 +336,7 @@ void sync_client_close(struct sync_client *c)
         for (int k = 0; k < 2; k++)
             sqlite3_finalize(c->vstmt[i][k]);
     http_conn_reset(&c->conn);
+    http_conn_reset(&c->conn2);
     sqlite3_close_v2(c->db);
     policy_free(c->pol);
     sodium_memzero(c->keycache, sizeof c->keycache);

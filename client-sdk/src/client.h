@@ -31,6 +31,7 @@ struct sync_client {
     uint8_t           rx[32], tx[32];   /* envelope session keys */
     int               timeout_ms;
     struct http_conn  conn;             /* kept across the requests of a sync */
+    struct http_conn  conn2;            /* a pull's next page, fetched meanwhile */
     int               keepalive_ms;     /* > 0: and between syncs, idle < this */
     int               utc_offset_min;   /* the county's calendar */
     int64_t           bytes_up, bytes_down;  /* totals since open */

@@ -14,6 +14,7 @@
  */
 #include "client.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,69 +71,148 @@ int client_http_error(struct sync_client *c, int http, const uint8_t *body, size
     return status;
 }
 
-/* One enveloped request, on the client's kept connection (c->conn): the
+/* One enveloped request, on one of the client's kept connections: the
  * transport may send it twice if that connection turned out closed before
  * any byte of the reply (transport.h), which is safe for both kinds: a
  * push is idempotent by batch_seq (the server answers a replayed batch
  * with the ack it stored), a pull only reads.
- * On HTTP 200 *pt holds the opened reply (es_free()).  Otherwise *http and
- * *err_body (es_free()) describe the refusal. */
-static int request(struct sync_client *c, const char *path, int kind, uint64_t seq,
-                   const uint8_t *body, size_t len, uint8_t **pt, size_t *ptlen,
-                   int *http, uint8_t **err_body, size_t *err_len)
+ *
+ * req_start() seals and sends it, on this thread or (async) on a thread of
+ * its own, which touches nothing of the client but the connection it is
+ * given; req_finish() waits for the reply and opens it.  Every request
+ * passes the test hooks once each, on the caller's thread.  On HTTP 200
+ * *pt holds the opened reply (es_free()).  Otherwise *http and *err_body
+ * (es_free()) describe the refusal. */
+struct req {
+    const char       *path;
+    int               kind;
+    uint64_t          seq;
+    uint8_t          *env;
+    size_t            envlen;
+    struct http_conn *conn;
+    const char       *url;
+    int               timeout_ms;
+    int               down;          /* the before_send hook said "network down" */
+    int               async;         /* a thread is sending it */
+    pthread_t         thread;
+    int               rc;
+    struct http_response r;
+    char              errbuf[256];
+};
+
+static void req_send(struct req *q)
+{
+    q->rc = http_post_on(q->conn, q->url, q->path, NULL, q->env, q->envlen, q->timeout_ms,
+                         REPLY_MAX_BYTES, &q->r, q->errbuf, sizeof q->errbuf);
+}
+
+static void *req_thread(void *arg)
+{
+    req_send(arg);
+    return NULL;
+}
+
+static int req_start(struct sync_client *c, const char *path, int kind, uint64_t seq,
+                     const uint8_t *body, size_t len, struct http_conn *conn, int async,
+                     struct req *q)
 {
     struct env_header h = { ENV_VERSION, kind, {0}, seq };
-    uint8_t *env = NULL;
-    size_t envlen = 0;
-    char errbuf[256];
+    memset(q, 0, sizeof *q);
+    q->path = path;
+    q->kind = kind;
+    q->seq = seq;
+    q->conn = conn;
+    q->url = c->server_url;
+    q->timeout_ms = c->timeout_ms;
+    memcpy(h.device_id, c->device_id, 16);
+    int rc = env_seal(&h, c->tx, body, len, &q->env, &q->envlen);
+    if (rc != SYNC_OK)
+        return client_fail(c, rc, "cannot seal the request");
+    if (c->hooks.before_send && c->hooks.before_send(c->hooks.ctx, path) == 1)
+        q->down = 1;
+    else if (async && pthread_create(&q->thread, NULL, req_thread, q) == 0)
+        q->async = 1;
+    else
+        req_send(q);                  /* also when no thread could be started */
+    return SYNC_OK;
+}
+
+/* Waits for a request's reply and throws it away (the caller failed). */
+static void req_abandon(struct req *q)
+{
+    if (q->async)
+        pthread_join(q->thread, NULL);
+    q->async = 0;
+    http_response_free(&q->r);
+    es_free(q->env);
+    q->env = NULL;
+}
+
+static int req_finish(struct sync_client *c, struct req *q, uint8_t **pt, size_t *ptlen,
+                      int *http, uint8_t **err_body, size_t *err_len)
+{
     *pt = NULL;
     *ptlen = 0;
     *http = 0;
     *err_body = NULL;
     *err_len = 0;
-    memcpy(h.device_id, c->device_id, 16);
-    int rc = env_seal(&h, c->tx, body, len, &env, &envlen);
-    if (rc != SYNC_OK)
-        return client_fail(c, rc, "cannot seal the request");
-    if (c->hooks.before_send && c->hooks.before_send(c->hooks.ctx, path) == 1) {
-        es_free(env);
+    if (q->async)
+        pthread_join(q->thread, NULL);
+    q->async = 0;
+    if (q->down) {
+        es_free(q->env);
         return client_fail(c, SYNC_ENET, "network down (simulated)");
     }
-    struct http_response r;
-    rc = http_post_on(&c->conn, c->server_url, path, NULL, env, envlen, c->timeout_ms,
-                      REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
+    int rc = q->rc;
     if (rc == SYNC_OK) {
-        c->bytes_up += (int64_t)r.sent;
-        c->bytes_down += (int64_t)r.len;
+        c->bytes_up += (int64_t)q->r.sent;
+        c->bytes_down += (int64_t)q->r.len;
     }
-    int fault = rc == SYNC_OK && c->hooks.after_reply ? c->hooks.after_reply(c->hooks.ctx, path) : 0;
+    int fault = rc == SYNC_OK && c->hooks.after_reply ? c->hooks.after_reply(c->hooks.ctx, q->path)
+                                                      : 0;
     if (fault == 2) {                         /* duplicate the request */
-        http_response_free(&r);
-        rc = http_post_on(&c->conn, c->server_url, path, NULL, env, envlen, c->timeout_ms,
-                          REPLY_MAX_BYTES, &r, errbuf, sizeof errbuf);
+        http_response_free(&q->r);
+        req_send(q);
+        rc = q->rc;
     }
-    es_free(env);
+    es_free(q->env);
+    q->env = NULL;
     if (rc != SYNC_OK)
-        return client_fail(c, rc, "%s", errbuf);
+        return client_fail(c, rc, "%s", q->errbuf);
     if (fault == 1) {
-        http_response_free(&r);
+        http_response_free(&q->r);
         return client_fail(c, SYNC_ENET, "reply lost (simulated)");
     }
-    *http = r.status;
-    if (r.status != 200) {
-        *err_body = r.body;
-        *err_len = r.len;
+    *http = q->r.status;
+    if (q->r.status != 200) {
+        *err_body = q->r.body;
+        *err_len = q->r.len;
         return SYNC_OK;
     }
     struct env_header rh;
-    rc = env_open(r.body, r.len, kind + 2, c->rx, &rh, pt, ptlen);
-    http_response_free(&r);
-    if (rc != SYNC_OK || rh.batch_seq != seq || memcmp(rh.device_id, c->device_id, 16) != 0) {
+    rc = env_open(q->r.body, q->r.len, q->kind + 2, c->rx, &rh, pt, ptlen);
+    http_response_free(&q->r);
+    if (rc != SYNC_OK || rh.batch_seq != q->seq || memcmp(rh.device_id, c->device_id, 16) != 0) {
         es_free(*pt);
         *pt = NULL;
         return client_fail(c, SYNC_ECRYPTO, "the server's reply failed authentication");
     }
     return SYNC_OK;
+}
+
+/* One request on c->conn, on this thread. */
+static int request(struct sync_client *c, const char *path, int kind, uint64_t seq,
+                   const uint8_t *body, size_t len, uint8_t **pt, size_t *ptlen,
+                   int *http, uint8_t **err_body, size_t *err_len)
+{
+    struct req q;
+    int rc = req_start(c, path, kind, seq, body, len, &c->conn, 0, &q);
+    if (rc != SYNC_OK) {
+        *pt = NULL;
+        *err_body = NULL;
+        return rc;
+    }
+    return req_finish(c, &q, pt, ptlen, http, err_body, err_len);
 }
 
 /* ---- push --------------------------------------------------------------- */
@@ -813,43 +893,70 @@ static int keys_usable(struct sync_client *c)
     return ok;
 }
 
-static int pull_once(struct sync_client *c, struct sync_stats *stats, int *more)
+/* Sends the pull request for the page after cursor (see req_start). */
+static int pull_start(struct sync_client *c, int64_t cursor, struct http_conn *conn, int async,
+                      struct req *q)
 {
-    int64_t cursor = 0;
-    char req[128];
-    uint8_t *pt = NULL, *eb = NULL;
-    size_t ptlen = 0, eblen = 0;
-    int http = 0;
-    *more = 0;
-    meta_get_int(c, "cursor", &cursor);
+    char req[160];
     long have_key = count_int(c, "SELECT coalesce(max(key_id), ?1) FROM data_keys", -1);
     int open = keys_usable(c);
     snprintf(req, sizeof req, "{\"cursor\":%lld,\"max_bytes\":%u,\"schema_version\":%d,"
              "\"have_key\":%ld,\"open_personal\":%s}", (long long)cursor, PULL_MAX_BYTES,
              schema_version(), have_key, open ? "true" : "false");
-    int rc = request(c, "/v1/pull", ENV_PULL, 0, (const uint8_t *)req, strlen(req),
-                     &pt, &ptlen, &http, &eb, &eblen);
-    if (rc != SYNC_OK)
-        return rc;
-    if (http != 200) {
-        rc = client_http_error(c, http, eb, eblen);
-        es_free(eb);
-        return rc;
-    }
-    struct page pg;
-    rc = parse_page(c, pt, ptlen, &pg);
-    if (rc == SYNC_OK)
-        rc = apply_page(c, &pg);
-    cJSON_Delete(pg.json);
-    sodium_memzero(pt, ptlen);          /* opened personal values */
-    if (rc == SYNC_OK) {
-        *more = pg.more;
-        if (stats) {
+    return req_start(c, "/v1/pull", ENV_PULL, 0, (const uint8_t *)req, strlen(req), conn, async,
+                     q);
+}
+
+/* Pulls until the server has no more.  While a page is applied, the next
+ * one is already asked for on the other connection, so the server builds
+ * it while the tablet writes this one (a pull only reads on the server:
+ * a page fetched for nothing, because this one failed, costs nothing).
+ * That request carries the key state from before this page, so a first
+ * page's keys may come twice; the tablet keeps them once. */
+static int pull_pages(struct sync_client *c, struct sync_stats *stats)
+{
+    int64_t cursor = 0;
+    struct req q[2];                    /* q[i] goes on conns[i]; a thread holds &q[i] */
+    struct http_conn *conns[2] = { &c->conn, &c->conn2 };
+    int cur = 0, rc;
+    meta_get_int(c, "cursor", &cursor);
+    rc = pull_start(c, cursor, conns[cur], 0, &q[cur]);
+    while (rc == SYNC_OK) {
+        uint8_t *pt = NULL, *eb = NULL;
+        size_t ptlen = 0, eblen = 0;
+        int http = 0, fetching = 0;
+        rc = req_finish(c, &q[cur], &pt, &ptlen, &http, &eb, &eblen);
+        if (rc != SYNC_OK)
+            break;
+        if (http != 200) {
+            rc = client_http_error(c, http, eb, eblen);
+            es_free(eb);
+            break;
+        }
+        struct page pg;
+        rc = parse_page(c, pt, ptlen, &pg);
+        if (rc == SYNC_OK && pg.more &&
+            pull_start(c, pg.cursor, conns[!cur], 1, &q[!cur]) == SYNC_OK)
+            fetching = 1;
+        if (rc == SYNC_OK)
+            rc = apply_page(c, &pg);
+        cJSON_Delete(pg.json);
+        sodium_memzero(pt, ptlen);          /* opened personal values */
+        es_free(pt);
+        if (rc == SYNC_OK && stats) {
             stats->pulled += (long)pg.nchanges;
             stats->cursor = pg.cursor;
         }
+        if (rc != SYNC_OK || !pg.more) {
+            if (fetching)
+                req_abandon(&q[!cur]);
+            break;
+        }
+        cur = !cur;
+        if (!fetching)
+            rc = pull_start(c, pg.cursor, conns[cur], 0, &q[cur]);
     }
-    es_free(pt);
+    http_conn_reset(&c->conn2);
     return rc;
 }
 
@@ -860,12 +967,11 @@ int sync_push(struct sync_client *c, struct sync_stats *stats)
 
 static int pull_all(struct sync_client *c, struct sync_stats *stats)
 {
-    int more = 1, rc;
+    int rc;
     int64_t up = c->bytes_up, down = c->bytes_down;
     if ((rc = check_enrolled(c)) != SYNC_OK)
         return rc;
-    while (rc == SYNC_OK && more)
-        rc = pull_once(c, stats, &more);
+    rc = pull_pages(c, stats);
     count_bytes(c, stats, up, down);
     return rc;
 }

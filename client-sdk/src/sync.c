@@ -786,7 +786,10 @@ static int reseal_page(struct sync_client *c, const struct page *pg, uint8_t **o
             section = it->table;
         }
         for (int r = 0; t && t->personal && rc == SYNC_OK && r < 2; r++) {
-            struct cs_value *v = recs[r], *pk = &recs[r][t->id_col];
+            /* an UPDATE's new record leaves the key undefined */
+            struct cs_value *v = recs[r], *pk = &it->old[t->id_col];
+            if (it->op == CS_INSERT)
+                pk = &it->new_[t->id_col];
             for (int i = 0; rc == SYNC_OK && i < t->ncol; i++) {
                 if (!((t->personal >> i) & 1) || v[i].type != CS_BLOB ||
                     v[i].n < PV_OPENED_HDR || v[i].p[0] != PV_OPENED)
@@ -818,6 +821,7 @@ static int reseal_page(struct sync_client *c, const struct page *pg, uint8_t **o
     }
     if (rc == SYNC_OK && more < 0)
         rc = client_fail(c, SYNC_EPROTO, "server sent a malformed changeset");
+    sodium_memzero(key, sizeof key);
     es_free(it);
     if (rc == SYNC_OK && (rc = cs_writer_finish(&w, out, outlen)) != SYNC_OK)
         rc = client_fail(c, rc, "not enough memory to read the pull page");

@@ -24,7 +24,10 @@
  *
  * The tablet's write path (sync_exec, offline, on a tablet enrolled and
  * synced once) is swept the same way: the write and its outbox entry must
- * land together or not at all.
+ * land together or not at all.  So is its pull (sync_pull of one page
+ * whose personal values travel opened and are sealed again): the tablet
+ * ends exactly as before the pull, or exactly as a fault-free pull leaves
+ * it.
  *
  * ES_OOM_STEP=k tries every kth N (default 1; 3 for the pull sweep, which
  * opens a read connection and so makes ~4,600 allocations; 4 for the
@@ -503,6 +506,89 @@ static void test_tablet_exec_oom(void)
            "leak\n", total);
 }
 
+static int tablet_pull_once(const char *tpl, const char *db, long at, int persist,
+                            const struct tstate want[2], sqlite3_int64 heap, long *count)
+{
+    struct tstate got;
+    tablet_copy(tpl, db);
+    struct sync_client *c = tablet_open(db);
+    arm(at, persist);
+    int rc = sync_pull(c, NULL);
+    disarm();
+    int hit = fired;
+    if (count)
+        *count = nalloc;
+    if (at == 0)
+        ASSERT_EQ(rc, SYNC_OK);
+    if (!persist && !sqlite3_get_autocommit(c->db)) {
+        fprintf(stderr, "  sync_pull, allocation %ld fails: rc %d: a transaction is left open\n",
+                at, rc);
+        ASSERT(0);
+    }
+    if (rc != SYNC_OK)
+        ASSERT(sync_client_errmsg(c)[0] != '\0');
+    sync_client_close(c);
+    tablet_state(db, &got);
+    const struct tstate *w = &want[rc == SYNC_OK];
+    if (!got.intact || memcmp(got.hash, w->hash, 32) != 0) {
+        fprintf(stderr, "  sync_pull, allocation %ld%s fails: rc %d, rows %s, integrity %d\n",
+                at, persist ? " on" : "", rc, memcmp(got.hash, want[0].hash, 32) == 0 ? "old"
+                : memcmp(got.hash, want[1].hash, 32) == 0 ? "new" : "MIXED", got.intact);
+        ASSERT(0);
+    }
+    if (sqlite3_memory_used() != heap) {
+        fprintf(stderr, "  sync_pull, allocation %ld%s fails: SQLite heap %lld, was %lld\n", at,
+                persist ? " on" : "", (long long)sqlite3_memory_used(), (long long)heap);
+        ASSERT(0);
+    }
+    return hit;
+}
+
+static void test_tablet_pull_oom(void)
+{
+    struct srv_proc p;
+    struct county cty;
+    char dir[128], db[256], tpl[256], sql[512], a[36], b[36];
+    struct tstate want[2];
+    test_dir(dir, sizeof dir, "oom-tpull");
+    snprintf(db, sizeof db, "%s/county.db", dir);
+    county_seed(db, &cty);
+    srv_start_config(&p, dir, db, "{\"device_rate_per_s\": 0, \"ip_rate_per_s\": 0}");
+    struct sync_client *t = tablet_new(&p, "carer", "caregiver", cty.twp[0]);
+    ASSERT_EQ(sync_run(t, NULL), SYNC_OK);         /* the county's rows and keys */
+    sync_client_close(t);
+    /* What the swept pull brings: personal values (opened on the way). */
+    snprintf(sql, sizeof sql, "UPDATE seniors SET name = 'Renamed In The Sweep', phone = "
+             "'13900000001' WHERE id = %s; UPDATE seniors SET address = 'Moved' WHERE id = %s",
+             xid(cty.senior[0][0], a), xid(cty.senior[0][1], b));
+    srv_exec(&p, sql);
+    snprintf(tpl, sizeof tpl, "%s/carer.db", dir);
+    snprintf(db, sizeof db, "%s/work.db", dir);
+    tablet_copy(tpl, db);
+    tablet_state(db, &want[0]);
+    t = tablet_open(db);
+    ASSERT_EQ(sync_pull(t, NULL), SYNC_OK);
+    sync_client_close(t);
+    tablet_state(db, &want[1]);
+    ASSERT(memcmp(want[0].hash, want[1].hash, 32) != 0);
+    sqlite3_int64 heap = sqlite3_memory_used();
+    long total = 0;
+    ASSERT(!tablet_pull_once(tpl, db, 0, 0, want, heap, &total));
+    ASSERT_GT(total, 10);
+    for (int persist = 0; persist < 2; persist++)
+        for (long n = first(); n <= total; n += step_of(6)) {
+            if (!tablet_pull_once(tpl, db, n, persist, want, heap, NULL) && n < total - 16) {
+                fprintf(stderr, "  sync_pull: allocation %ld of %ld never happened\n", n, total);
+                ASSERT(0);
+            }
+            runs_total++;
+        }
+    srv_stop(&p);
+    printf("tablet pull path (sync_pull, personal values opened): %ld allocations; each failed "
+           "in turn, once and from there on: the tablet as before the pull or as after it, no "
+           "SQLite leak\n", total);
+}
+
 /* Regression (found by the push sweep): after an out-of-memory error SQLite
  * had rolled the push's transaction back by itself, the error was missed,
  * and the rest of the batch ran in autocommit mode -- a batch applied in
@@ -547,6 +633,7 @@ static const struct test_case tests[] = {
     TEST(test_push_oom),
     TEST(test_pull_oom),
     TEST(test_tablet_exec_oom),
+    TEST(test_tablet_pull_oom),
     { NULL, NULL }
 };
 

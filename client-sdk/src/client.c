@@ -270,6 +270,46 @@ int sync_unlock(struct sync_client *c, const char *pin)
     return rc;
 }
 
+/* See client_tx_begin (client.h). */
+static int commit_guard(void *ctx)
+{
+    struct sync_client *c = ctx;
+    if (c->tx_active)
+        c->tx_broken = 1;
+    return c->tx_active;
+}
+
+static void rollback_guard(void *ctx)
+{
+    struct sync_client *c = ctx;
+    if (c->tx_active)
+        c->tx_broken = 1;
+}
+
+int client_tx_begin(struct sync_client *c)
+{
+    int rc = client_sql(c, "BEGIN IMMEDIATE");
+    c->tx_active = rc == SYNC_OK;
+    c->tx_broken = 0;
+    return rc;
+}
+
+int client_tx_end(struct sync_client *c, int rc)
+{
+    if (rc == SYNC_OK && (c->tx_broken || sqlite3_get_autocommit(c->db)))
+        rc = client_fail(c, SYNC_EIO, "local database: the transaction was rolled back by an "
+                         "out-of-memory or storage error");
+    c->tx_active = 0;
+    if (rc == SYNC_OK && (rc = client_sql(c, "COMMIT")) == SYNC_OK)
+        return rc;
+    char keep[sizeof c->err];
+    memcpy(keep, c->err, sizeof keep);
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    memcpy(c->err, keep, sizeof keep);
+    return rc;
+}
+
 int sync_client_open(struct sync_client **out, const char *db_path,
                      char *errbuf, size_t errlen)
 {
@@ -296,6 +336,8 @@ int sync_client_open(struct sync_client **out, const char *db_path,
                  c->db ? sqlite3_errmsg(c->db) : "out of memory");
         goto fail;
     }
+    sqlite3_commit_hook(c->db, commit_guard, c);
+    sqlite3_rollback_hook(c->db, rollback_guard, c);
     sqlite3_busy_timeout(c->db, 5000);
     /* WAL + synchronous=FULL: a committed write survives power loss. */
     c->utc_offset_min = 480;
@@ -382,7 +424,7 @@ static int store_identity(struct sync_client *c, cJSON *r, const char *url, cons
     if (json_hex(r, "device_id", dev, 16) || json_hex(r, "township_id", twp, 16) ||
         json_hex(r, "server_kx_pk", srv, 32) || role_bit(role) == 0)
         return client_fail(c, SYNC_EPROTO, "enrollment reply is malformed");
-    int rc = client_sql(c, "BEGIN IMMEDIATE");
+    int rc = client_tx_begin(c);
     if (rc == SYNC_OK) rc = meta_set_blob(c, "device_id", dev, 16);
     if (rc == SYNC_OK) rc = meta_set_text(c, "role", role);
     if (rc == SYNC_OK) rc = meta_set_blob(c, "township_id", twp, 16);
@@ -403,12 +445,8 @@ static int store_identity(struct sync_client *c, cJSON *r, const char *url, cons
         rc = meta_set_int(c, "utc_offset_min", (int64_t)off->valuedouble);
     if (rc == SYNC_OK) rc = meta_set_int(c, "cursor", 0);
     if (rc == SYNC_OK) rc = meta_set_int(c, "next_batch_seq", 1);
-    if (rc == SYNC_OK) rc = client_sql(c, "COMMIT");
+    rc = client_tx_end(c, rc);
     if (rc != SYNC_OK) {
-        char keep[sizeof c->err];
-        memcpy(keep, c->err, sizeof keep);
-        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-        memcpy(c->err, keep, sizeof keep);
         sodium_memzero(c->kx_sk, sizeof c->kx_sk);
         sodium_memzero(c->sign_sk, sizeof c->sign_sk);
         return rc;
@@ -536,10 +574,9 @@ static int64_t pv_active(void *ctx)
 void client_keys_changed(struct sync_client *c)
 {
     sqlite3_stmt *st = NULL;
-    c->active_key = 0;
     if (sqlite3_prepare_v2(c->db, "SELECT coalesce(max(key_id), 0) FROM data_keys", -1, &st,
                            NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        c->active_key = sqlite3_column_int64(st, 0);
+        c->active_key = sqlite3_column_int64(st, 0);   /* unreadable: keep the last known */
     sqlite3_finalize(st);
 }
 
@@ -1008,7 +1045,7 @@ int sync_exec(struct sync_client *c, const char *sql)
     sqlite3_session *s = NULL;
     int rc = client_sql(c, "PRAGMA foreign_keys = ON");
     if (rc == SYNC_OK)
-        rc = client_sql(c, "BEGIN IMMEDIATE");
+        rc = client_tx_begin(c);
     if (rc != SYNC_OK)
         return rc;
     rc = client_session(c, &s);
@@ -1016,15 +1053,7 @@ int sync_exec(struct sync_client *c, const char *sql)
         rc = exec_body(c, s, sql);
     if (s)                         /* SQLite 3.40's delete does not accept NULL */
         sqlite3session_delete(s);
-    if (rc == SYNC_OK && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rc = client_fail(c, SYNC_EIO, "commit: %s", sqlite3_errmsg(c->db));
-    if (rc != SYNC_OK) {
-        char keep[sizeof c->err];
-        memcpy(keep, c->err, sizeof keep);
-        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-        memcpy(c->err, keep, sizeof keep);
-    }
-    return rc;
+    return client_tx_end(c, rc);
 }
 
 /* ---- queries ------------------------------------------------------------ */

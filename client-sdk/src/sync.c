@@ -217,18 +217,8 @@ static int request(struct sync_client *c, const char *path, int kind, uint64_t s
 
 /* ---- push --------------------------------------------------------------- */
 
-static int tx_begin(struct sync_client *c) { return client_sql(c, "BEGIN IMMEDIATE"); }
-
-static int tx_end(struct sync_client *c, int rc)
-{
-    if (rc == SYNC_OK)
-        return client_sql(c, "COMMIT");
-    char keep[sizeof c->err];
-    memcpy(keep, c->err, sizeof keep);
-    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-    memcpy(c->err, keep, sizeof keep);
-    return rc;
-}
+static int tx_begin(struct sync_client *c) { return client_tx_begin(c); }
+static int tx_end(struct sync_client *c, int rc) { return client_tx_end(c, rc); }
 
 static int step_done(struct sync_client *c, sqlite3_stmt *st)
 {

@@ -99,11 +99,13 @@ static int open_personal(struct server *srv, struct store_reader *r, struct page
                          const struct pol_table *t, struct cs_value *vals, uint8_t **opened)
 {
     const struct cs_value *pk = &vals[t->id_col];
+    if (pk->type != CS_BLOB)
+        return SYNC_OK;
     for (int c = 0; c < t->ncol; c++) {
         struct cs_value *v = &vals[c];
         uint32_t kid;
         const uint8_t *key;
-        if (!((t->personal >> c) & 1) || v->type != CS_BLOB || pk->type != CS_BLOB ||
+        if (!((t->personal >> c) & 1) || v->type != CS_BLOB ||
             !pv_is_sealed(v->p, v->n, &kid) || kid == 0)
             continue;
         int rc = page_key(srv, r, pg, kid, &key);
@@ -393,6 +395,8 @@ static int assemble(struct server *srv, struct page *pg, const char *json, uint8
             return SYNC_ENOMEM;
         }
         buf_append(&b, p, n);
+        if (pg->open && p)          /* opened personal values */
+            sodium_memzero(p, n);
         es_free(p);
     }
     *reply = buf_take(&b, replylen);

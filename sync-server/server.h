@@ -13,6 +13,7 @@
 #include "policy.h"
 #include "sqlite.h"
 #include "pvsql.h"
+#include "txguard.h"
 
 struct server_keys {
     uint8_t kx_pk[32], kx_sk[32];
@@ -47,8 +48,7 @@ struct server {
     char                server_tables[32][48];   /* the server's own tables */
     int                 nserver_tables;
     int64_t             vseq;     /* last version number handed out */
-    int                 tx_active;/* inside store_begin .. store_end */
-    int                 tx_broken;/* SQLite ended that transaction under us */
+    struct txguard      txg;      /* store_begin .. store_end (txguard.h) */
     sqlite3_stmt       *rollback; /* "ROLLBACK", prepared at open: works without memory */
     int                 track;    /* 0 while push.c writes versions itself */
     pthread_mutex_t     lock;

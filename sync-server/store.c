@@ -143,7 +143,7 @@ static void fn_vseq(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     struct server *srv = sqlite3_user_data(ctx);
     (void)argc;
     (void)argv;
-    if (!srv->tx_active) {
+    if (!srv->txg.active) {
         sqlite3_result_error(ctx, "synced tables are written only inside store_begin()", -1);
         return;
     }
@@ -156,30 +156,6 @@ static void fn_track(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     (void)argc;
     (void)argv;
     sqlite3_result_int(ctx, srv->track);
-}
-
-/* SQLite rolls a transaction back by itself after some errors (out of
- * memory, I/O, disk full) in the middle of a statement.  Code that missed
- * such an error would carry on in autocommit mode, each later write
- * committing alone: half a batch applied.  So while we are inside
- * store_begin .. store_end no commit may happen at all -- the only one is
- * store_end's own COMMIT, made after tx_active is cleared; any other is
- * turned into a rollback and its statement fails. */
-static int commit_guard(void *ctx)
-{
-    struct server *srv = ctx;
-    if (srv->tx_active)
-        srv->tx_broken = 1;
-    return srv->tx_active;
-}
-
-/* The same for a rollback SQLite makes by itself: store_end must not
- * commit whatever runs after it. */
-static void rollback_guard(void *ctx)
-{
-    struct server *srv = ctx;
-    if (srv->tx_active)
-        srv->tx_broken = 1;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -305,8 +281,7 @@ int store_open(struct server *srv, char *err, size_t errlen)
         return SYNC_EIO;
     }
     sqlite3_busy_timeout(srv->db, 10000);
-    sqlite3_commit_hook(srv->db, commit_guard, srv);
-    sqlite3_rollback_hook(srv->db, rollback_guard, srv);
+    txguard_install(srv->db, &srv->txg);     /* no commit but store_end's (txguard.h) */
     /* WAL + synchronous=FULL: an acknowledged batch survives power loss. */
     int rc = store_exec(srv->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                                  "PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536");
@@ -447,17 +422,16 @@ int store_begin(struct server *srv)
         store_rollback(srv);
         return SYNC_EIO;
     }
-    srv->tx_active = 1;
-    srv->tx_broken = 0;
+    txguard_begin(&srv->txg);
     srv->hall_memo_n = -1;
     return SYNC_OK;
 }
 
 int store_end(struct server *srv, int status)
 {
-    srv->tx_active = 0;
+    srv->txg.active = 0;
     srv->track = 1;
-    if (status == SYNC_OK && (srv->tx_broken || sqlite3_get_autocommit(srv->db))) {
+    if (status == SYNC_OK && txguard_lost(&srv->txg, srv->db)) {
         log_error("the transaction was rolled back under us");
         status = SYNC_EIO;               /* SQLite gave up on it after an error */
     }
@@ -608,7 +582,7 @@ static void group_round(struct server *srv)
         if (sqlite3_get_autocommit(srv->db)) {
             /* SQLite rolled the whole transaction back (I/O error, out of
              * memory): nothing of this round survives. */
-            srv->tx_active = 0;
+            srv->txg.active = 0;
             rc = SYNC_EIO;
             for (struct store_job *k = list; k != j->next; k = k->next)
                 if (k->rc == SYNC_OK)

@@ -101,6 +101,11 @@ void conflict_value(const char *db, const uint8_t pk[16], const char *kind, cons
                     const char *col, char *out, size_t n);
 /* x'...' literal for an id, into a caller buffer of 36 bytes. */
 const char *xid(const uint8_t id[16], char buf[36]);
+/* A TCP socket listening on 127.0.0.1 at a port the OS picks (*port gets
+ * it); aborts the test on failure.  For the tests' relaying proxies. */
+int loopback_listen(int *port);
+/* A socket connected to 127.0.0.1:port, or -1. */
+int loopback_connect(int port);
 /* Small deterministic PRNG. */
 uint64_t rnd_next(uint64_t *s);
 unsigned rnd_below(uint64_t *s, unsigned n);

@@ -35,8 +35,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -77,21 +75,6 @@ struct down {
     int       started;            /* a byte of this reply has gone by */
 };
 
-static int connect_port(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
-}
-
 /* Tracks one server byte; 1 when it ends a reply. */
 static int down_byte(struct down *d, char ch)
 {
@@ -114,7 +97,7 @@ static void *relay_main(void *arg)
 {
     struct relay_arg *ra = arg;
     struct kproxy *px = ra->px;
-    int cfd = ra->cfd, ufd = connect_port(px->upstream);
+    int cfd = ra->cfd, ufd = loopback_connect(px->upstream);
     free(ra);
     long requests = 0;            /* requests begun on this connection */
     int  req_open = 0;            /* a request was sent, its reply not complete */
@@ -210,17 +193,7 @@ static void proxy_start(struct kproxy *px, int upstream)
     memset(px, 0, sizeof *px);
     px->upstream = upstream;
     atomic_store(&px->cut_reply, -1);
-    px->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT(px->lfd >= 0);
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(px->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ASSERT_EQ(listen(px->lfd, 16), 0);
-    ASSERT_EQ(getsockname(px->lfd, (struct sockaddr *)&sa, &sl), 0);
-    px->port = ntohs(sa.sin_port);
+    px->lfd = loopback_listen(&px->port);
     ASSERT_EQ(pthread_create(&px->th, NULL, proxy_main, px), 0);
 }
 

@@ -216,7 +216,7 @@ static int push_once(struct fixture *x, long at, int persist, long *count)
                 "open\n", at, rc, o.error);
         ASSERT(0);
     }
-    ASSERT_EQ(srv.tx_active, 0);
+    ASSERT_EQ(srv.txg.active, 0);
     ASSERT_EQ(srv.track, 1);
     pf_state(x->db, h, &seq, &intact);
     if (!intact || seq != (rc == SYNC_OK ? 1 : 0) ||
@@ -420,16 +420,24 @@ static int64_t fixed_clock(void *ctx)
     return 1764560000000LL;
 }
 
-static int exec_once(const char *tpl, const char *db, const char *sql, long at, int persist,
-                     const struct tstate want[2], sqlite3_int64 heap, long *count)
+/* One tablet operation on a fresh copy of tpl, with allocation `at`
+ * failing (0: none): sync_exec(sql) offline, or sync_pull (sql NULL).  The
+ * tablet must end exactly in want[0] (on an error) or want[1] (on
+ * success): the rows, the pending outbox entries, integrity; no
+ * transaction left open after a single failure; SQLite's heap back to
+ * heap.  Returns whether the failure was reached. */
+static int tablet_once(const char *tpl, const char *db, const char *sql, long at, int persist,
+                       const struct tstate want[2], sqlite3_int64 heap, long *count)
 {
     static const struct sync_test_hooks hooks = { NULL, NULL, fixed_clock, NULL };
+    const char *what = sql ? "sync_exec" : "sync_pull";
     struct tstate got;
     tablet_copy(tpl, db);
     struct sync_client *c = tablet_open(db);
-    sync_client_set_test_hooks(c, &hooks);
+    if (sql)
+        sync_client_set_test_hooks(c, &hooks);
     arm(at, persist);
-    int rc = sync_exec(c, sql);
+    int rc = sql ? sync_exec(c, sql) : sync_pull(c, NULL);
     disarm();
     int hit = fired;
     if (count)
@@ -437,7 +445,7 @@ static int exec_once(const char *tpl, const char *db, const char *sql, long at, 
     if (at == 0)
         ASSERT_EQ(rc, SYNC_OK);
     if (!persist && !sqlite3_get_autocommit(c->db)) {
-        fprintf(stderr, "  sync_exec, allocation %ld fails: rc %d: a transaction is left open\n",
+        fprintf(stderr, "  %s, allocation %ld fails: rc %d: a transaction is left open\n", what,
                 at, rc);
         ASSERT(0);
     }
@@ -447,18 +455,39 @@ static int exec_once(const char *tpl, const char *db, const char *sql, long at, 
     tablet_state(db, &got);
     const struct tstate *w = &want[rc == SYNC_OK];
     if (!got.intact || memcmp(got.hash, w->hash, 32) != 0 || got.pending != w->pending) {
-        fprintf(stderr, "  sync_exec, allocation %ld%s fails: rc %d, pending %ld (want %ld), "
-                "rows %s, integrity %d\n", at, persist ? " on" : "", rc, got.pending,
+        fprintf(stderr, "  %s, allocation %ld%s fails: rc %d, pending %ld (want %ld), "
+                "rows %s, integrity %d\n", what, at, persist ? " on" : "", rc, got.pending,
                 w->pending, memcmp(got.hash, want[0].hash, 32) == 0 ? "old"
                 : memcmp(got.hash, want[1].hash, 32) == 0 ? "new" : "MIXED", got.intact);
         ASSERT(0);
     }
     if (sqlite3_memory_used() != heap) {
-        fprintf(stderr, "  sync_exec, allocation %ld%s fails: SQLite heap %lld, was %lld\n", at,
+        fprintf(stderr, "  %s, allocation %ld%s fails: SQLite heap %lld, was %lld\n", what, at,
                 persist ? " on" : "", (long long)sqlite3_memory_used(), (long long)heap);
         ASSERT(0);
     }
     return hit;
+}
+
+/* Every allocation of the operation (tablet_once) fails in turn, once and
+ * from there on; every step-th N.  Returns how many there are. */
+static long tablet_sweep(const char *tpl, const char *db, const char *sql,
+                         const struct tstate want[2], long step)
+{
+    const char *what = sql ? "sync_exec" : "sync_pull";
+    sqlite3_int64 heap = sqlite3_memory_used();
+    long total = 0;
+    ASSERT(!tablet_once(tpl, db, sql, 0, 0, want, heap, &total));
+    ASSERT_GT(total, 10);
+    for (int persist = 0; persist < 2; persist++)
+        for (long n = first(); n <= total; n += step) {
+            if (!tablet_once(tpl, db, sql, n, persist, want, heap, NULL) && n < total - 16) {
+                fprintf(stderr, "  %s: allocation %ld of %ld never happened\n", what, n, total);
+                ASSERT(0);
+            }
+            runs_total++;
+        }
+    return total;
 }
 
 static void test_tablet_exec_oom(void)
@@ -489,59 +518,10 @@ static void test_tablet_exec_oom(void)
     sync_client_close(t);
     tablet_state(db, &want[1]);
     ASSERT_EQ(want[1].pending, want[0].pending + 1);
-    sqlite3_int64 heap = sqlite3_memory_used();
-    long total = 0;
-    ASSERT(!exec_once(tpl, db, sql, 0, 0, want, heap, &total));
-    ASSERT_GT(total, 10);
-    for (int persist = 0; persist < 2; persist++)
-        for (long n = first(); n <= total; n += step_of(4)) {
-            if (!exec_once(tpl, db, sql, n, persist, want, heap, NULL) && n < total - 16) {
-                fprintf(stderr, "  sync_exec: allocation %ld of %ld never happened\n", n, total);
-                ASSERT(0);
-            }
-            runs_total++;
-        }
+    long total = tablet_sweep(tpl, db, sql, want, step_of(4));
     printf("tablet write path (sync_exec): %ld allocations; each failed in turn, once and from "
            "there on: the write and its outbox entry land together or not at all, no SQLite "
            "leak\n", total);
-}
-
-static int tablet_pull_once(const char *tpl, const char *db, long at, int persist,
-                            const struct tstate want[2], sqlite3_int64 heap, long *count)
-{
-    struct tstate got;
-    tablet_copy(tpl, db);
-    struct sync_client *c = tablet_open(db);
-    arm(at, persist);
-    int rc = sync_pull(c, NULL);
-    disarm();
-    int hit = fired;
-    if (count)
-        *count = nalloc;
-    if (at == 0)
-        ASSERT_EQ(rc, SYNC_OK);
-    if (!persist && !sqlite3_get_autocommit(c->db)) {
-        fprintf(stderr, "  sync_pull, allocation %ld fails: rc %d: a transaction is left open\n",
-                at, rc);
-        ASSERT(0);
-    }
-    if (rc != SYNC_OK)
-        ASSERT(sync_client_errmsg(c)[0] != '\0');
-    sync_client_close(c);
-    tablet_state(db, &got);
-    const struct tstate *w = &want[rc == SYNC_OK];
-    if (!got.intact || memcmp(got.hash, w->hash, 32) != 0) {
-        fprintf(stderr, "  sync_pull, allocation %ld%s fails: rc %d, rows %s, integrity %d\n",
-                at, persist ? " on" : "", rc, memcmp(got.hash, want[0].hash, 32) == 0 ? "old"
-                : memcmp(got.hash, want[1].hash, 32) == 0 ? "new" : "MIXED", got.intact);
-        ASSERT(0);
-    }
-    if (sqlite3_memory_used() != heap) {
-        fprintf(stderr, "  sync_pull, allocation %ld%s fails: SQLite heap %lld, was %lld\n", at,
-                persist ? " on" : "", (long long)sqlite3_memory_used(), (long long)heap);
-        ASSERT(0);
-    }
-    return hit;
 }
 
 static void test_tablet_pull_oom(void)
@@ -571,18 +551,7 @@ static void test_tablet_pull_oom(void)
     sync_client_close(t);
     tablet_state(db, &want[1]);
     ASSERT(memcmp(want[0].hash, want[1].hash, 32) != 0);
-    sqlite3_int64 heap = sqlite3_memory_used();
-    long total = 0;
-    ASSERT(!tablet_pull_once(tpl, db, 0, 0, want, heap, &total));
-    ASSERT_GT(total, 10);
-    for (int persist = 0; persist < 2; persist++)
-        for (long n = first(); n <= total; n += step_of(6)) {
-            if (!tablet_pull_once(tpl, db, n, persist, want, heap, NULL) && n < total - 16) {
-                fprintf(stderr, "  sync_pull: allocation %ld of %ld never happened\n", n, total);
-                ASSERT(0);
-            }
-            runs_total++;
-        }
+    long total = tablet_sweep(tpl, db, NULL, want, step_of(6));
     srv_stop(&p);
     printf("tablet pull path (sync_pull, personal values opened): %ld allocations; each failed "
            "in turn, once and from there on: the tablet as before the pull or as after it, no "

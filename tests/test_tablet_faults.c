@@ -36,8 +36,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -173,21 +171,6 @@ static long message_len(const char *buf, size_t n)
     return (long)(end - buf) + cl;
 }
 
-static int connect_upstream(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
-}
-
 /* Relays one connection, cutting it as armed.  Byte offsets are counted
  * per direction; "-k" offsets are resolved once the message's head (with
  * its Content-Length) has gone by. */
@@ -200,7 +183,7 @@ static void relay(struct proxy *px, int cfd, enum cut_dir dir, long at)
         close(cfd);
         return;
     }
-    int ufd = connect_upstream(px->upstream);
+    int ufd = loopback_connect(px->upstream);
     if (ufd < 0) {
         close(cfd);
         return;
@@ -298,17 +281,7 @@ static void proxy_start(struct proxy *px, int upstream)
     memset(px, 0, sizeof *px);
     pthread_mutex_init(&px->mu, NULL);
     px->upstream = upstream;
-    px->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT(px->lfd >= 0);
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(px->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ASSERT_EQ(listen(px->lfd, 16), 0);
-    ASSERT_EQ(getsockname(px->lfd, (struct sockaddr *)&sa, &sl), 0);
-    px->port = ntohs(sa.sin_port);
+    px->lfd = loopback_listen(&px->port);
     ASSERT_EQ(pthread_create(&px->th, NULL, proxy_main, px), 0);
 }
 

@@ -270,36 +270,20 @@ int sync_unlock(struct sync_client *c, const char *pin)
     return rc;
 }
 
-/* See client_tx_begin (client.h). */
-static int commit_guard(void *ctx)
-{
-    struct sync_client *c = ctx;
-    if (c->tx_active)
-        c->tx_broken = 1;
-    return c->tx_active;
-}
-
-static void rollback_guard(void *ctx)
-{
-    struct sync_client *c = ctx;
-    if (c->tx_active)
-        c->tx_broken = 1;
-}
-
 int client_tx_begin(struct sync_client *c)
 {
     int rc = client_sql(c, "BEGIN IMMEDIATE");
-    c->tx_active = rc == SYNC_OK;
-    c->tx_broken = 0;
+    if (rc == SYNC_OK)
+        txguard_begin(&c->txg);
     return rc;
 }
 
 int client_tx_end(struct sync_client *c, int rc)
 {
-    if (rc == SYNC_OK && (c->tx_broken || sqlite3_get_autocommit(c->db)))
+    if (rc == SYNC_OK && txguard_lost(&c->txg, c->db))
         rc = client_fail(c, SYNC_EIO, "local database: the transaction was rolled back by an "
                          "out-of-memory or storage error");
-    c->tx_active = 0;
+    c->txg.active = 0;
     if (rc == SYNC_OK && (rc = client_sql(c, "COMMIT")) == SYNC_OK)
         return rc;
     char keep[sizeof c->err];
@@ -336,8 +320,7 @@ int sync_client_open(struct sync_client **out, const char *db_path,
                  c->db ? sqlite3_errmsg(c->db) : "out of memory");
         goto fail;
     }
-    sqlite3_commit_hook(c->db, commit_guard, c);
-    sqlite3_rollback_hook(c->db, rollback_guard, c);
+    txguard_install(c->db, &c->txg);
     sqlite3_busy_timeout(c->db, 5000);
     /* WAL + synchronous=FULL: a committed write survives power loss. */
     c->utc_offset_min = 480;

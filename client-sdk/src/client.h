@@ -11,6 +11,7 @@
 #include "hlc.h"
 #include "pvsql.h"
 #include "transport.h"
+#include "txguard.h"
 
 struct sync_client {
     sqlite3          *db;
@@ -42,8 +43,7 @@ struct sync_client {
     struct { int64_t id; int loaded; uint8_t key[32]; } keycache[8];
     sqlite3_stmt     *vstmt[32][2];     /* insert / delete behind the views */
     int               in_row_write;     /* inside es_row_*(): authorised already */
-    int               tx_active;        /* inside client_tx_begin .. client_tx_end */
-    int               tx_broken;        /* SQLite rolled that transaction back itself */
+    struct txguard    txg;              /* client_tx_begin .. client_tx_end */
     char              deny_buf[160];
 };
 
@@ -65,10 +65,8 @@ int client_sql(struct sync_client *c, const char *sql);
 /* BEGIN IMMEDIATE, and the end of that transaction: COMMIT if rc is
  * SYNC_OK and the transaction is still whole, else ROLLBACK (keeping the
  * error message).  Returns the outcome.  In between no other commit can
- * happen: after an out-of-memory or I/O error SQLite may roll the
- * transaction back by itself, and each later write would then commit on
- * its own; a commit hook turns any such commit into a rollback, and
- * client_tx_end reports SYNC_EIO. */
+ * happen (txguard.h); a transaction SQLite rolled back by itself ends in
+ * SYNC_EIO. */
 int client_tx_begin(struct sync_client *c);
 int client_tx_end(struct sync_client *c, int rc);
 

@@ -217,9 +217,6 @@ static int request(struct sync_client *c, const char *path, int kind, uint64_t s
 
 /* ---- push --------------------------------------------------------------- */
 
-static int tx_begin(struct sync_client *c) { return client_tx_begin(c); }
-static int tx_end(struct sync_client *c, int rc) { return client_tx_end(c, rc); }
-
 static int step_done(struct sync_client *c, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK
@@ -242,7 +239,7 @@ static int make_batch(struct sync_client *c)
     long n = 0;
     struct buf b = {0};
     sqlite3_stmt *sel = NULL, *upd = NULL, *ins = NULL;
-    int rc = tx_begin(c);
+    int rc = client_tx_begin(c);
     if (rc != SYNC_OK)
         return rc;
     meta_get_int(c, "next_batch_seq", &seq);
@@ -301,7 +298,7 @@ out:
     sqlite3_finalize(upd);
     sqlite3_finalize(ins);
     buf_free(&b);
-    rc = tx_end(c, rc);
+    rc = client_tx_end(c, rc);
     return rc == SYNC_OK ? n > 0 : rc;
 }
 
@@ -323,7 +320,7 @@ static int quarantine(struct sync_client *c, int64_t seq, int64_t entry, const c
                       const char *detail)
 {
     sqlite3_stmt *st = NULL;
-    int rc = tx_begin(c);
+    int rc = client_tx_begin(c);
     if (rc != SYNC_OK)
         return rc;
     if (sqlite3_prepare_v2(c->db, "UPDATE outbox SET state = 'quarantined', error = ?1, "
@@ -347,7 +344,7 @@ static int quarantine(struct sync_client *c, int64_t seq, int64_t entry, const c
         rc = exec_int(c, "DELETE FROM pending_batch WHERE batch_seq = ?1", seq, 0);
     if (rc == SYNC_OK)
         rc = meta_set_int(c, "next_batch_seq", seq);
-    return tx_end(c, rc);
+    return client_tx_end(c, rc);
 }
 
 static int acked(struct sync_client *c, int64_t seq, const uint8_t *pt, size_t len,
@@ -365,12 +362,12 @@ static int acked(struct sync_client *c, int64_t seq, const uint8_t *pt, size_t l
         stats->conflicts += (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "conflicts"));
     }
     cJSON_Delete(j);
-    int rc = tx_begin(c);
+    int rc = client_tx_begin(c);
     if (rc == SYNC_OK)
         rc = exec_int(c, "DELETE FROM pending_batch WHERE batch_seq = ?1", seq, 0);
     if (rc == SYNC_OK)
         rc = meta_set_int(c, "acked_seq", seq);
-    return tx_end(c, rc);
+    return client_tx_end(c, rc);
 }
 
 /* Sends the pending batch (making one if needed).  1: a batch was settled
@@ -826,7 +823,7 @@ static int apply_page(struct sync_client *c, const struct page *pg)
     size_t cslen = pg->cslen;
     int rc = client_sql(c, "PRAGMA foreign_keys = OFF");
     if (rc == SYNC_OK)
-        rc = tx_begin(c);
+        rc = client_tx_begin(c);
     if (rc != SYNC_OK)
         return rc;
     /* Keys first: the first page brings the keys its opened values need. */
@@ -836,7 +833,7 @@ static int apply_page(struct sync_client *c, const struct page *pg)
         rc = reseal_page(c, pg, &cs, &cslen);
     if (rc != SYNC_OK) {
         es_free(cs);
-        return tx_end(c, rc);
+        return client_tx_end(c, rc);
     }
     long confirm = count_int(c, "SELECT count(*) FROM outbox WHERE state = 'pending' AND "
                                 "batch_seq <= ?1", pg->confirmed_seq);
@@ -865,38 +862,39 @@ static int apply_page(struct sync_client *c, const struct page *pg)
     if (rc == SYNC_OK) rc = meta_set_int(c, "cursor", pg->cursor);
     if (rc == SYNC_OK) rc = meta_set_int(c, "hlc", (int64_t)c->hlc.last);
     if (rc == SYNC_OK) rc = meta_set_int(c, "last_sync", now_ms());
-    return tx_end(c, rc);
+    return client_tx_end(c, rc);
 }
 
-/* Whether every data key this tablet holds opens, so it can seal opened
- * personal values again under whichever key the server names.  A damaged
- * key leaves them sealed in its pulls, as before opened pages. */
-static int keys_usable(struct sync_client *c)
-{
-    sqlite3_stmt *st = NULL;
-    uint8_t key[32];
-    int step = SQLITE_ERROR;
-    if (sqlite3_prepare_v2(c->db, "SELECT key_id FROM data_keys WHERE key_id > 0", -1, &st,
-                           NULL) == SQLITE_OK)
-        while ((step = sqlite3_step(st)) == SQLITE_ROW &&
-               client_cached_key(c, sqlite3_column_int64(st, 0), key) == SYNC_OK)
-            ;
-    int ok = step == SQLITE_DONE;
-    sqlite3_finalize(st);
-    sodium_memzero(key, sizeof key);
-    return ok;
-}
-
-/* Sends the pull request for the page after cursor (see req_start). */
+/* The pull request for the page after cursor, sent (see req_start).  It
+ * names the newest data key the tablet holds (-1: none), and asks for
+ * opened personal values only if every data key it holds opens, so it can
+ * seal them again under whichever key the server names; a damaged key
+ * leaves them sealed, as before opened pages. */
 static int pull_start(struct sync_client *c, int64_t cursor, struct http_conn *conn, int async,
                       struct req *q)
 {
     char req[160];
-    long have_key = count_int(c, "SELECT coalesce(max(key_id), ?1) FROM data_keys", -1);
-    int open = keys_usable(c);
+    sqlite3_stmt *st = NULL;
+    uint8_t key[32];
+    int64_t have_key = -1;
+    int open = 1, step = SQLITE_ERROR;
+    if (sqlite3_prepare_v2(c->db, "SELECT key_id FROM data_keys", -1, &st, NULL) == SQLITE_OK)
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(st, 0);
+            if (id > have_key)
+                have_key = id;
+            if (id > 0 && open && client_cached_key(c, id, key) != SYNC_OK)
+                open = 0;
+        }
+    if (step != SQLITE_DONE) {             /* unreadable: keys above 0 again, sealed values */
+        have_key = 0;
+        open = 0;
+    }
+    sqlite3_finalize(st);
+    sodium_memzero(key, sizeof key);
     snprintf(req, sizeof req, "{\"cursor\":%lld,\"max_bytes\":%u,\"schema_version\":%d,"
-             "\"have_key\":%ld,\"open_personal\":%s}", (long long)cursor, PULL_MAX_BYTES,
-             schema_version(), have_key, open ? "true" : "false");
+             "\"have_key\":%lld,\"open_personal\":%s}", (long long)cursor, PULL_MAX_BYTES,
+             schema_version(), (long long)have_key, open ? "true" : "false");
     return req_start(c, "/v1/pull", ENV_PULL, 0, (const uint8_t *)req, strlen(req), conn, async,
                      q);
 }

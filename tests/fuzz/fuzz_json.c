@@ -175,7 +175,7 @@ static void enroll(const uint8_t *data, size_t size, int which)
     struct outcome o;
     outcome_init(&o);
     int rc = auth_enroll(&srv, body, size, &reply, &o);
-    if (!sqlite3_get_autocommit(srv.db) || srv.tx_active)
+    if (!sqlite3_get_autocommit(srv.db) || srv.txg.active)
         FAIL("auth_enroll left a transaction open (rc %d)", rc);
     long after = count_devices();
     if (verbose)

@@ -302,8 +302,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(signed_pt);
     if (!sqlite3_get_autocommit(srv.db))
         FAIL("push_apply left a transaction open (rc %d, %s)", rc, o.error);
-    if (srv.tx_active || srv.track != 1)
-        FAIL("push_apply left tx_active %d, track %d", srv.tx_active, srv.track);
+    if (srv.txg.active || srv.track != 1)
+        FAIL("push_apply left txg.active %d, track %d", srv.txg.active, srv.track);
     int64_t now = query_int("SELECT last_batch_seq FROM devices WHERE id = ?1", dev->id);
     if (verbose)
         fprintf(stderr, "device %d seq %llu%s: push %d %s %s (entry %lld)\n", k,

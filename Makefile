@@ -161,12 +161,15 @@ campaign: build/.deps-ok
 
 # Every libFuzzer target for FUZZ_SECONDS each (one process, one core),
 # after replaying the seeds and regressions; logs in tests/fuzz/out/.
+# FUZZ_SEED=N makes the mutation sequence repeatable (CI); unset, each run
+# explores from a random seed (campaigns).
 FUZZ_SECONDS ?= 60
+FUZZ_SEED ?=
 fuzz:
 	@sh .ci/deps.sh $(BUILD_PKGS) $(FUZZ_PKGS)
 	CC=clang-14 sh tests/fuzz/build.sh
 	sh tests/fuzz/run.sh replay
-	@for t in $(FUZZ_TARGETS); do sh tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
+	@for t in $(FUZZ_TARGETS); do FUZZ_SEED=$(FUZZ_SEED) sh tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
 DEMO_DB ?= var/demo.db
 DEMO_URL = http://127.0.0.1:8080

@@ -219,8 +219,9 @@ static void csv_field(struct buf *b, const cJSON *j)
     const char *s = "";
     if (cJSON_IsNumber(j)) {
         double d = cJSON_GetNumberValue(j);
-        if (d == (double)(long long)d)
-            snprintf(num, sizeof num, "%lld", (long long)d);
+        int64_t i;
+        if (num_to_i64(d, -(int64_t)9e15, (int64_t)9e15, &i))
+            snprintf(num, sizeof num, "%lld", (long long)i);
         else
             snprintf(num, sizeof num, "%.6g", d);
         buf_append(b, num, strlen(num));
@@ -1080,10 +1081,10 @@ static int bind_choice(sqlite3_stmt *st, int i, const cJSON *val)
     if (cJSON_IsString(val))
         return sqlite3_bind_text(st, i, val->valuestring, -1, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
     if (cJSON_IsNumber(val)) {
-        double d = cJSON_GetNumberValue(val);
-        if (d != (double)(int64_t)d || d > 9007199254740992.0 || d < -9007199254740992.0)
+        int64_t n;
+        if (!num_to_i64(cJSON_GetNumberValue(val), -(int64_t)9e15, (int64_t)9e15, &n))
             return -1;
-        return sqlite3_bind_int64(st, i, (int64_t)d) == SQLITE_OK ? 0 : -1;
+        return sqlite3_bind_int64(st, i, n) == SQLITE_OK ? 0 : -1;
     }
     return -1;
 }

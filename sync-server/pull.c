@@ -43,26 +43,28 @@ static int parse_request(const uint8_t *req, size_t len, size_t cap, int64_t *cu
     cJSON *op = cJSON_GetObjectItemCaseSensitive(j, "open_personal");
     cJSON *hk = cJSON_GetObjectItemCaseSensitive(j, "have_key");
     /* Absent: the tablet asks for no keys. -1: it has none yet. */
-    *have_key = cJSON_IsNumber(hk) && hk->valuedouble >= -1 && hk->valuedouble < 1e15
-              ? (int64_t)hk->valuedouble : INT64_MAX;
+    if (!num_to_i64(cJSON_GetNumberValue(hk), -1, (int64_t)1e15, have_key))
+        *have_key = INT64_MAX;
     cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "max_bytes");
     cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "schema_version");
+    int64_t sv = schema_version();
     int rc = SYNC_OK;
-    if (!cJSON_IsObject(j) || !cJSON_IsNumber(c) || c->valuedouble < 0 ||
-        c->valuedouble > 9e15 || c->valuedouble != (double)(int64_t)c->valuedouble)
+    if (!cJSON_IsObject(j) || !num_to_i64(cJSON_GetNumberValue(c), 0, (int64_t)9e15, cursor))
         rc = outcome_set(o, SYNC_EPROTO, "bad_request", "pull needs a non-negative integer cursor");
     else if (op != NULL && !cJSON_IsBool(op))
         rc = outcome_set(o, SYNC_EPROTO, "bad_request", "open_personal must be true or false");
-    else if (cJSON_IsNumber(v) && (int)v->valuedouble != schema_version())
+    else if (v != NULL && !num_to_i64(cJSON_GetNumberValue(v), 0, INT32_MAX, &sv))
+        rc = outcome_set(o, SYNC_EPROTO, "bad_request", "schema_version must be a whole number");
+    else if (sv != schema_version())
         rc = outcome_set(o, SYNC_ESCHEMA, "schema_version",
-                         "the tablet has schema version %d, the server %d; update the app",
-                         (int)v->valuedouble, schema_version());
+                         "the tablet has schema version %lld, the server %d; update the app",
+                         (long long)sv, schema_version());
     else {
-        *cursor = (int64_t)c->valuedouble;
         *open = cJSON_IsTrue(op);
         *max_bytes = cap;
-        if (cJSON_IsNumber(m) && m->valuedouble >= 1024 && m->valuedouble < (double)cap)
-            *max_bytes = (size_t)m->valuedouble;
+        int64_t mb;
+        if (num_to_i64(cJSON_GetNumberValue(m), 1024, (int64_t)cap - 1, &mb))
+            *max_bytes = (size_t)mb;
     }
     cJSON_Delete(j);
     return rc;

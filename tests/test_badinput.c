@@ -1248,6 +1248,16 @@ static void test_bad_pull(void)
     static const char open2[] = "{\"cursor\":0,\"open_personal\":\"yes\"}";
     pull_refused(open1, sizeof open1 - 1, 400, "bad_request");
     pull_refused(open2, sizeof open2 - 1, 400, "bad_request");
+    /* schema_version: not a whole number (3.3e72 once crashed the
+     * conversion to int; see fuzz/regressions), and a real mismatch. */
+    static const char sv1[] = "{\"cursor\":0,\"schema_version\":3.33333e+72}";
+    static const char sv2[] = "{\"cursor\":0,\"schema_version\":1.5}";
+    static const char sv3[] = "{\"cursor\":0,\"schema_version\":\"1\"}";
+    static const char sv4[] = "{\"cursor\":0,\"schema_version\":999999}";
+    pull_refused(sv1, sizeof sv1 - 1, 400, "bad_request");
+    pull_refused(sv2, sizeof sv2 - 1, 400, "bad_request");
+    pull_refused(sv3, sizeof sv3 - 1, 400, "bad_request");
+    pull_refused(sv4, sizeof sv4 - 1, 422, "schema_version");
     /* A push envelope on the pull route. */
     size_t n = 0;
     struct http_response r;

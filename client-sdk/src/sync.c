@@ -351,15 +351,21 @@ static int acked(struct sync_client *c, int64_t seq, const uint8_t *pt, size_t l
                  struct sync_stats *stats)
 {
     cJSON *j = cJSON_ParseWithLength((const char *)pt, len);
-    cJSON *ack = cJSON_GetObjectItemCaseSensitive(j, "batch_seq");
-    if (!cJSON_IsNumber(ack) || (int64_t)ack->valuedouble != seq) {
+    int64_t ack;
+    if (!num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "batch_seq")),
+                    0, (int64_t)9e15, &ack) || ack != seq) {
         cJSON_Delete(j);
         return client_fail(c, SYNC_EPROTO, "malformed push acknowledgement");
     }
     if (stats) {
         stats->batches++;
-        stats->pushed += (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entries"));
-        stats->conflicts += (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "conflicts"));
+        int64_t n;
+        if (num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entries")),
+                       0, INT32_MAX, &n))
+            stats->pushed += (long)n;
+        if (num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "conflicts")),
+                       0, INT32_MAX, &n))
+            stats->conflicts += (long)n;
     }
     cJSON_Delete(j);
     int rc = client_tx_begin(c);
@@ -402,11 +408,12 @@ static int push_once(struct sync_client *c, struct sync_stats *stats)
         return rc == SYNC_OK ? 1 : rc;
     }
     cJSON *j = cJSON_ParseWithLength((const char *)eb, eblen);
-    cJSON *entry = cJSON_GetObjectItemCaseSensitive(j, "entry");
-    if (cJSON_IsNumber(entry) && (http == 400 || http == 403 || http == 422)) {
+    int64_t entry;
+    if (num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entry")),
+                   0, INT32_MAX, &entry) && (http == 400 || http == 403 || http == 422)) {
         const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
         const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "detail"));
-        rc = quarantine(c, seq, (int64_t)entry->valuedouble, e ? e : "refused", d ? d : "");
+        rc = quarantine(c, seq, entry, e ? e : "refused", d ? d : "");
         if (rc == SYNC_OK && stats)
             stats->quarantined++;
         rc = rc == SYNC_OK ? 1 : rc;
@@ -675,28 +682,32 @@ static int parse_page(struct sync_client *c, const uint8_t *pt, size_t len, stru
         return client_fail(c, SYNC_EPROTO, "malformed pull reply");
     size_t jlen = be32_get(pt);
     cJSON *j = cJSON_ParseWithLength((const char *)pt + 4, jlen);
-    cJSON *cur = cJSON_GetObjectItemCaseSensitive(j, "cursor");
     const char *hlc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "hlc"));
-    if (!cJSON_IsNumber(cur) || hlc == NULL) {
+    /* Absent acknowledgements mean none (0); anything else must be a count. */
+    if (!num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "cursor")),
+                    0, (int64_t)9e15, &pg->cursor) || hlc == NULL ||
+        (cJSON_GetObjectItemCaseSensitive(j, "acked_seq") &&
+         !num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "acked_seq")),
+                     0, (int64_t)9e15, &pg->acked_seq)) ||
+        (cJSON_GetObjectItemCaseSensitive(j, "confirmed_seq") &&
+         !num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "confirmed_seq")),
+                     0, (int64_t)9e15, &pg->confirmed_seq))) {
         cJSON_Delete(j);
         return client_fail(c, SYNC_EPROTO, "malformed pull reply");
     }
     cJSON *k;
     cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(j, "keys")) {
         const char *sealed = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(k, "sealed"));
-        cJSON *id = cJSON_GetObjectItemCaseSensitive(k, "id");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || sealed == NULL ||
+        int64_t id;
+        if (!num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(k, "id")),
+                        0, (int64_t)9e15, &id) || sealed == NULL ||
             strlen(sealed) != 2 * SEALED_KEYBYTES) {
             cJSON_Delete(j);
             return client_fail(c, SYNC_EPROTO, "malformed key in pull reply");
         }
     }
-    pg->cursor = (int64_t)cur->valuedouble;
     pg->more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "more"));
     pg->opened = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "opened"));
-    pg->acked_seq = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "acked_seq"));
-    pg->confirmed_seq = (int64_t)cJSON_GetNumberValue(
-        cJSON_GetObjectItemCaseSensitive(j, "confirmed_seq"));
     pg->hlc = strtoull(hlc, NULL, 10);
     pg->json = j;
     pg->cs = pt + 4 + jlen;

@@ -207,3 +207,14 @@ int64_t now_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+int num_to_i64(double d, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!(d >= (double)lo && d <= (double)hi))   /* false for NaN too */
+        return 0;
+    int64_t v = (int64_t)d;
+    if ((double)v != d)
+        return 0;
+    *out = v;
+    return 1;
+}

@@ -60,4 +60,10 @@ int  hex_decode(uint8_t *out, size_t n, const char *hex);
 /* Milliseconds since the Unix epoch, from CLOCK_REALTIME. */
 int64_t now_ms(void);
 
+/* A JSON number as an integer.  Returns 1 and sets *out when d is a whole
+ * number in [lo, hi]; 0 for NaN (cJSON_GetNumberValue of a non-number),
+ * infinities, fractions and anything out of range, which C must not convert
+ * to an integer type at all.  lo and hi must lie within +-2^53. */
+int num_to_i64(double d, int64_t lo, int64_t hi, int64_t *out);
+
 #endif

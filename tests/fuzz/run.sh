@@ -8,7 +8,8 @@
 #
 # Build first with sh tests/fuzz/build.sh (make fuzz does all of it).  New
 # inputs go to tests/fuzz/out/work/<target> (ignored by git); crashes to
-# tests/fuzz/out/artifacts/.  One process, one core.
+# tests/fuzz/out/artifacts/.  One process, one core.  FUZZ_SEED=N fixes
+# libFuzzer's random seed, so a run repeats (CI); unset, it is random.
 set -eu
 cd "$(dirname "$0")/../.."
 OUT=tests/fuzz/out
@@ -40,7 +41,7 @@ cd "$OUT"
 # One process, in-process fuzzing (one core); the exit status is the
 # fuzzer's, so a finding fails the run.  Log: tests/fuzz/out/<target>.log
 rc=0
-"./$what" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+"./$what" ${FUZZ_SEED:+-seed="$FUZZ_SEED"} -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="artifacts/$what-" \
     "work/$what" "../corpus/$what" > "$what.log" 2>&1 || rc=$?
 runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$what.log")

@@ -335,11 +335,7 @@ int main(int argc, char **argv)
 {
     const char *config = NULL, *listen = NULL, *db = NULL;
     int i;
-    /* SQLite's memory statistics (nothing here reads them) take a global
-     * mutex on every allocation, shared by all worker threads: off, the
-     * push path runs 11 % fewer instructions (docs/PERFORMANCE.md).  Must
-     * precede any other SQLite call. */
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    store_sqlite_config();                 /* before any other SQLite call */
     for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--config") == 0)
             config = opt_value(argc, argv, &i);

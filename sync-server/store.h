@@ -13,6 +13,9 @@
  * error with a message in err.  Undo with store_close(). */
 int  store_open(struct server *srv, char *err, size_t errlen);
 void store_close(struct server *srv);
+/* SQLite's process-wide settings for the server; call before any other
+ * SQLite call (the server's main and the bench do). */
+void store_sqlite_config(void);
 
 /* Runs sql with no result rows.  Returns SYNC_OK or SYNC_EIO. */
 int  store_exec(sqlite3 *db, const char *sql);

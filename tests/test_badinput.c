@@ -19,6 +19,7 @@
  * "BUG" at the test): test_refusal_closes_connection and
  * test_cross_scope_reference. */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1274,6 +1275,28 @@ static void test_bad_pull(void)
     same_hash(h0);
 }
 
+/* Every JSON number the server and the SDK read goes through num_to_i64:
+ * only whole numbers inside the range come out, and nothing else reaches
+ * C's float-to-integer conversion (undefined out of range). */
+static void test_json_numbers(void)
+{
+    int64_t v = 42;
+    const double bad[] = { NAN, INFINITY, -INFINITY, 1e300, -1e300, 3.33333e+72, 1.5, -0.5,
+                           9e15 + 2, 11, -2 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_EQ(num_to_i64(bad[i], -1, 10, &v), 0);
+    ASSERT_EQ(v, 42);                              /* untouched on refusal */
+    ASSERT_EQ(num_to_i64(cJSON_GetNumberValue(NULL), 0, 10, &v), 0);   /* absent: NaN */
+    ASSERT_EQ(num_to_i64(-1, -1, 10, &v), 1);
+    ASSERT_EQ(v, -1);
+    ASSERT_EQ(num_to_i64(10, -1, 10, &v), 1);
+    ASSERT_EQ(v, 10);
+    ASSERT_EQ(num_to_i64(-0.0, -1, 10, &v), 1);
+    ASSERT_EQ(v, 0);
+    ASSERT_EQ(num_to_i64(9e15, 0, (int64_t)9e15, &v), 1);
+    ASSERT_EQ(v, (int64_t)9000000000000000LL);
+}
+
 /* ---- 14. malformed enrollment -------------------------------------------- */
 
 static void enroll_body(char *out, size_t n, const char *code)
@@ -1618,6 +1641,7 @@ static const struct test_case tests[] = {
     TEST(test_http_framing),
     TEST(test_refusal_closes_connection),
     TEST(test_bad_pull),
+    TEST(test_json_numbers),
     TEST(test_bad_enroll),
     TEST(test_quarantine),
     TEST(test_quarantine_insert),

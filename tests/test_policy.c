@@ -226,6 +226,50 @@ static void test_double_meal_claim_applies_once(void)
     sync_client_close(b);
 }
 
+/* New rows go in with the server's own INSERTs (push.c insert_all); one
+ * refused row in the middle of a changeset sends the whole changeset back
+ * to the session apply and the merge policies, and the rows around it land
+ * exactly once, each with one row version. */
+static void test_refused_claim_between_new_meals(void)
+{
+    struct sync_client *a = tablet_new(&srv, "midA", "hall", cty.hall[0]);
+    struct sync_client *b = tablet_new(&srv, "midB", "hall", cty.hall[1]);
+    uint8_t claim[16], ids[3][16];
+    char sql[1600], one[512];
+    sync_ok(a);
+    sync_ok(b);
+    id_new(claim);
+    meal_sql(one, sizeof one, claim, cty.senior[0][9], cty.hall[0]);
+    exec_ok(a, one);
+    sync_ok(a);
+    sql[0] = '\0';
+    const uint8_t *senior[3] = { cty.senior[0][10], cty.senior[0][9], cty.senior[0][11] };
+    for (int i = 0; i < 3; i++) {                    /* the middle one claims senior 9 again */
+        id_new(ids[i]);
+        meal_sql(one, sizeof one, ids[i], senior[i], cty.hall[1]);
+        strcat(sql, one);
+        strcat(sql, ";");
+    }
+    exec_ok(b, sql);
+    long conflicts0 = server_count(srv.db, "SELECT count(*) FROM conflicts");
+    sync_ok(b);
+    for (int i = 0; i < 3; i += 2) {
+        ASSERT_EQ(count("SELECT count(*) FROM meal_logs WHERE id = %s", ids[i]), 1);
+        ASSERT_EQ(count("SELECT count(*) FROM row_versions WHERE tbl = 'meal_logs' AND pk = %s",
+                        ids[i]), 1);
+    }
+    ASSERT_EQ(count("SELECT count(*) FROM meal_logs WHERE id = %s", ids[1]), 0);
+    ASSERT_EQ(count("SELECT count(*) FROM conflicts WHERE kind = 'duplicate_claim' AND pk = %s",
+                    ids[1]), 1);
+    ASSERT_EQ(server_count(srv.db, "SELECT count(*) FROM conflicts"), conflicts0 + 1);
+    ASSERT_EQ(count("SELECT count(*) FROM meal_logs WHERE id = %s", claim), 1);
+    sync_ok(b);
+    converged(a, "hall", 0, cty.hall[0]);
+    converged(b, "hall", 0, cty.hall[1]);
+    sync_client_close(a);
+    sync_client_close(b);
+}
+
 static void test_double_cash_handout_applies_once(void)
 {
     struct sync_client *a = tablet_new(&srv, "cashA", "caregiver", cty.twp[2]);
@@ -399,6 +443,7 @@ int main(void)
         TEST(test_lww_different_columns_both_survive),
         TEST(test_state_only_moves_forward),
         TEST(test_double_meal_claim_applies_once),
+        TEST(test_refused_claim_between_new_meals),
         TEST(test_double_cash_handout_applies_once),
         TEST(test_same_person_twice_is_found),
         TEST(test_edit_row_whose_reference_left),

@@ -383,7 +383,7 @@ static int scan(struct server *srv, struct store_reader *r, const struct device 
 static int assemble(struct server *srv, struct page *pg, const char *json, uint8_t **reply,
                     size_t *replylen)
 {
-    struct buf b = {0};
+    struct buf b = { .secret = pg->open };     /* opened personal values */
     size_t jlen = strlen(json);
     buf_be32(&b, (uint32_t)jlen);
     buf_append(&b, json, jlen);
@@ -429,8 +429,10 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
         return outcome_set(o, SYNC_ENOMEM, "internal", "out of memory");
     }
     pg->open = open;
-    for (int i = 0; i < srv->pol->ntables; i++)
+    for (int i = 0; i < srv->pol->ntables; i++) {
         cs_writer_init(&pg->w[i]);
+        pg->w[i].b.secret = open;             /* grows without stale copies */
+    }
     /* A read connection: the pull does not wait for a commit in progress. */
     struct store_reader *r = store_reader_get(srv);
     int64_t acked = 0, confirmed = 0, active = 0;
@@ -495,11 +497,8 @@ int pull_build(struct server *srv, const struct device *dev, const uint8_t *req,
         rc = json ? assemble(srv, pg, json, reply, replylen) : SYNC_ENOMEM;
         cJSON_free(json);
     }
-    for (int i = 0; i < srv->pol->ntables; i++) {
-        if (pg->open && pg->w[i].b.p)
-            sodium_memzero(pg->w[i].b.p, pg->w[i].b.len);
-        cs_writer_reset(&pg->w[i]);
-    }
+    for (int i = 0; i < srv->pol->ntables; i++)
+        cs_writer_reset(&pg->w[i]);           /* wipes a secret buffer */
     sodium_memzero(pg->keys, sizeof pg->keys);
     es_free(pg);
     cJSON_Delete(keys);

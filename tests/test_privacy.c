@@ -250,10 +250,49 @@ static void test_no_plaintext_anywhere(void)
     ASSERT_EQ(found, 0);
 }
 
+/* A buffer marked secret (pull pages with opened personal values) grows
+ * by copying into a new block and wiping the old one, never by realloc();
+ * what it holds must be exactly what was appended, and running out of
+ * memory mid-growth must fail it cleanly like any other buffer. */
+static int fail_at;
+static int fail_nth(void *ctx)
+{
+    (void)ctx;
+    return --fail_at == 0;
+}
+
+static void test_secret_buffer(void)
+{
+    uint8_t chunk[700], expect[700 * 40];
+    for (int round = 0; round < 2; round++) {
+        struct buf b = { .secret = 1 };
+        fail_at = round == 0 ? -1 : 4;          /* round 1: the 4th allocation fails */
+        es_alloc_set_fail_hook(fail_nth, NULL);
+        for (int i = 0; i < 40; i++) {
+            randombytes_buf(chunk, sizeof chunk);
+            memcpy(expect + (size_t)i * sizeof chunk, chunk, sizeof chunk);
+            buf_append(&b, chunk, sizeof chunk);
+        }
+        es_alloc_set_fail_hook(NULL, NULL);
+        if (round == 0) {
+            ASSERT_EQ(b.oom, 0);
+            ASSERT_EQ(b.len, sizeof expect);
+            ASSERT(memcmp(b.p, expect, sizeof expect) == 0);
+        } else {
+            ASSERT_EQ(b.oom, 1);                 /* freed (wiped), later appends no-ops */
+            ASSERT(b.p == NULL);
+            ASSERT_EQ(b.len, 0);
+        }
+        buf_free(&b);
+        ASSERT(b.p == NULL);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const struct test_case tests[] = {
         TEST(test_no_plaintext_anywhere),
+        TEST(test_secret_buffer),
         { NULL, NULL }
     };
     (void)argc;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sodium.h>
 
 static int (*fail_hook)(void *);
 static void *fail_ctx;
@@ -59,13 +60,27 @@ static int buf_grow(struct buf *b, size_t n)
             goto fail;
         cap *= 2;
     }
-    uint8_t *p = es_realloc(b->p, cap);
-    if (p == NULL)
-        goto fail;
+    uint8_t *p;
+    if (b->secret) {                      /* no stale copy left behind */
+        p = es_malloc(cap);
+        if (p == NULL)
+            goto fail;
+        if (b->p) {
+            memcpy(p, b->p, b->len);
+            sodium_memzero(b->p, b->len);
+            es_free(b->p);
+        }
+    } else {
+        p = es_realloc(b->p, cap);
+        if (p == NULL)
+            goto fail;
+    }
     b->p = p;
     b->cap = cap;
     return 0;
 fail:
+    if (b->secret && b->p)
+        sodium_memzero(b->p, b->len);
     es_free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
@@ -129,6 +144,8 @@ void buf_free(struct buf *b)
 {
     if (b == NULL)
         return;
+    if (b->secret && b->p)
+        sodium_memzero(b->p, b->len);
     es_free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;

@@ -28,12 +28,17 @@ void  es_alloc_set_fail_hook(int (*fail)(void *ctx), void *ctx);
 
 /* Growable byte buffer.  Initialise with struct buf b = {0}.  After a failed
  * append the buffer is freed and marked failed (b->oom = 1); every later
- * append is a no-op, so callers may check once at the end. */
+ * append is a no-op, so callers may check once at the end.  Set secret = 1
+ * (before the first append) for a buffer that holds plaintext personal
+ * data: it then grows by copying and wiping the old block instead of
+ * realloc(), which could leave a copy behind in freed memory, and
+ * buf_free() wipes it.  buf_take() hands the bytes over unwiped. */
 struct buf {
     uint8_t *p;
     size_t   len;
     size_t   cap;
     int      oom;
+    int      secret;
 };
 
 void buf_append(struct buf *b, const void *data, size_t n);
@@ -41,7 +46,7 @@ void buf_byte(struct buf *b, uint8_t v);
 void buf_be32(struct buf *b, uint32_t v);
 void buf_be64(struct buf *b, uint64_t v);
 void buf_varint(struct buf *b, uint64_t v);      /* SQLite varint */
-void buf_free(struct buf *b);                    /* wipes nothing; NULL-safe */
+void buf_free(struct buf *b);                    /* wipes a secret buffer; NULL-safe */
 /* Transfers ownership of the bytes to the caller (release with free()).
  * Returns NULL if the buffer failed or is empty-and-unallocated. */
 uint8_t *buf_take(struct buf *b, size_t *len);

@@ -204,20 +204,26 @@ static void merge_update(struct merge_ctx *m, struct change *c)
     cJSON_Delete(loser);
 }
 
+int merge_insert_sql(char *sql, size_t n, const char *table, int ncol)
+{
+    size_t k = (size_t)snprintf(sql, n, "INSERT INTO \"%s\" VALUES (", table);
+    for (int i = 0; i < ncol && k < n; i++)
+        k += (size_t)snprintf(sql + k, n - k, "%s?", i ? ", " : "");
+    if (k < n)
+        k += (size_t)snprintf(sql + k, n - k, ")");
+    return k < n ? 0 : -1;
+}
+
 /* Which constraint an INSERT breaks.  The session module resets its
  * statement before calling us, so the extended code is gone; replay the
  * insert in a savepoint to learn it, then undo. */
 static int probe_insert(struct merge_ctx *m, const struct change *c)
 {
     char sql[1024];
-    size_t n = (size_t)snprintf(sql, sizeof sql, "INSERT INTO \"%s\" VALUES (", c->t->name);
-    for (int i = 0; i < c->t->ncol && n < sizeof sql; i++)
-        n += (size_t)snprintf(sql + n, sizeof sql - n, "%s?", i ? ", " : "");
-    if (n < sizeof sql)
-        snprintf(sql + n, sizeof sql - n, ")");
     sqlite3_stmt *st = NULL;
     int ext = SQLITE_CONSTRAINT;
-    if (sqlite3_exec(m->srv->db, "SAVEPOINT probe", NULL, NULL, NULL) != SQLITE_OK)
+    if (merge_insert_sql(sql, sizeof sql, c->t->name, c->t->ncol) != 0 ||
+        sqlite3_exec(m->srv->db, "SAVEPOINT probe", NULL, NULL, NULL) != SQLITE_OK)
         return ext;
     if (sqlite3_prepare_v2(m->srv->db, sql, -1, &st, NULL) == SQLITE_OK) {
         for (int i = 0; i < c->t->ncol; i++)

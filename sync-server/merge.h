@@ -27,6 +27,11 @@ struct merge_ctx {
  *   an insert whose id exists in another scope -> abort (forbidden) */
 int merge_conflict(void *ctx, int type, sqlite3_changeset_iter *it);
 
+/* "INSERT INTO "table" VALUES (?, ..., ?)" for ncol columns into sql (n
+ * bytes): the whole row in table order, as a changeset carries it.  0, or
+ * -1 if it does not fit. */
+int merge_insert_sql(char *sql, size_t n, const char *table, int ncol);
+
 /* Writes a conflict record of `kind` for row pk of t (scopev: its scope
  * value, for the supervisors who may see it); winner / loser: JSON objects
  * or NULL.  Sets m->failed if it cannot. */

@@ -408,10 +408,8 @@ static int insert_all(struct server *srv, const uint8_t *cs, size_t len)
     while (ok && (more = cs_iter_next(&it)) == 1) {
         if (it.table != table) {            /* a new table section */
             table = it.table;
-            size_t n = (size_t)snprintf(sql, sizeof sql, "INSERT INTO \"%s\" VALUES (?", table);
-            for (int i = 1; i < it.ncol; i++)
-                n += (size_t)snprintf(sql + n, sizeof sql - n, ", ?");
-            snprintf(sql + n, sizeof sql - n, ")");
+            if (merge_insert_sql(sql, sizeof sql, table, it.ncol) != 0)
+                break;                      /* cannot happen: ncol and name are capped */
         }
         sqlite3_stmt *st = store_stmt(srv, sql);
         if (st == NULL)

@@ -347,24 +347,29 @@ static int quarantine(struct sync_client *c, int64_t seq, int64_t entry, const c
     return client_tx_end(c, rc);
 }
 
+/* Member `name` of a server reply as a whole number in [0, hi]; 1 and
+ * *out set, or 0 (absent, not a number, a fraction, out of range). */
+static int reply_int(const cJSON *j, const char *name, int64_t hi, int64_t *out)
+{
+    return num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, name)), 0, hi,
+                      out);
+}
+
 static int acked(struct sync_client *c, int64_t seq, const uint8_t *pt, size_t len,
                  struct sync_stats *stats)
 {
     cJSON *j = cJSON_ParseWithLength((const char *)pt, len);
     int64_t ack;
-    if (!num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "batch_seq")),
-                    0, (int64_t)9e15, &ack) || ack != seq) {
+    if (!reply_int(j, "batch_seq", (int64_t)9e15, &ack) || ack != seq) {
         cJSON_Delete(j);
         return client_fail(c, SYNC_EPROTO, "malformed push acknowledgement");
     }
     if (stats) {
         stats->batches++;
         int64_t n;
-        if (num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entries")),
-                       0, INT32_MAX, &n))
+        if (reply_int(j, "entries", INT32_MAX, &n))
             stats->pushed += (long)n;
-        if (num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "conflicts")),
-                       0, INT32_MAX, &n))
+        if (reply_int(j, "conflicts", INT32_MAX, &n))
             stats->conflicts += (long)n;
     }
     cJSON_Delete(j);
@@ -409,8 +414,7 @@ static int push_once(struct sync_client *c, struct sync_stats *stats)
     }
     cJSON *j = cJSON_ParseWithLength((const char *)eb, eblen);
     int64_t entry;
-    if (num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "entry")),
-                   0, INT32_MAX, &entry) && (http == 400 || http == 403 || http == 422)) {
+    if (reply_int(j, "entry", INT32_MAX, &entry) && (http == 400 || http == 403 || http == 422)) {
         const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
         const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "detail"));
         rc = quarantine(c, seq, entry, e ? e : "refused", d ? d : "");
@@ -684,14 +688,11 @@ static int parse_page(struct sync_client *c, const uint8_t *pt, size_t len, stru
     cJSON *j = cJSON_ParseWithLength((const char *)pt + 4, jlen);
     const char *hlc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "hlc"));
     /* Absent acknowledgements mean none (0); anything else must be a count. */
-    if (!num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "cursor")),
-                    0, (int64_t)9e15, &pg->cursor) || hlc == NULL ||
+    if (!reply_int(j, "cursor", (int64_t)9e15, &pg->cursor) || hlc == NULL ||
         (cJSON_GetObjectItemCaseSensitive(j, "acked_seq") &&
-         !num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "acked_seq")),
-                     0, (int64_t)9e15, &pg->acked_seq)) ||
+         !reply_int(j, "acked_seq", (int64_t)9e15, &pg->acked_seq)) ||
         (cJSON_GetObjectItemCaseSensitive(j, "confirmed_seq") &&
-         !num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "confirmed_seq")),
-                     0, (int64_t)9e15, &pg->confirmed_seq))) {
+         !reply_int(j, "confirmed_seq", (int64_t)9e15, &pg->confirmed_seq))) {
         cJSON_Delete(j);
         return client_fail(c, SYNC_EPROTO, "malformed pull reply");
     }
@@ -699,8 +700,7 @@ static int parse_page(struct sync_client *c, const uint8_t *pt, size_t len, stru
     cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(j, "keys")) {
         const char *sealed = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(k, "sealed"));
         int64_t id;
-        if (!num_to_i64(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(k, "id")),
-                        0, (int64_t)9e15, &id) || sealed == NULL ||
+        if (!reply_int(k, "id", (int64_t)9e15, &id) || sealed == NULL ||
             strlen(sealed) != 2 * SEALED_KEYBYTES) {
             cJSON_Delete(j);
             return client_fail(c, SYNC_EPROTO, "malformed key in pull reply");
